@@ -1,0 +1,39 @@
+# gvatheory: `make figures` regenerates every figure, `make test` runs the tests.
+# Both create (or reuse) .venv and install the package into it; nothing else is needed but Python 3.11 + pip.
+#   make figures [SCALE=smoke|quick|paper] [NB="02 03"] [SEED=0]
+#   make figures SCALE=paper GPU=1     # on a CUDA machine: installs JAX's CUDA 12 build first
+#   make test | make lab | make clean
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SCALE  ?= quick
+SEED   ?= 0
+NB     ?=
+GPU    ?= 0
+STAMP  := $(VENV)/.installed-$(GPU)
+
+.PHONY: figures test lab clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+ifeq ($(GPU),1)
+	$(PY) -m pip install --quiet --upgrade "jax[cuda12]"
+endif
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+figures: $(STAMP)
+	$(PY) -m gvatheory.execute --scale $(SCALE) --seed $(SEED) $(if $(NB),--only $(NB),)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf build .cache

@@ -1,0 +1,53 @@
+"""Every notebook runs at smoke scale, makes its figures, is committed without outputs, and is deterministic."""
+import json
+
+import numpy as np
+import pytest
+
+from gvatheory import execute
+
+NOTEBOOKS = execute.notebooks()
+
+
+def test_there_are_notebooks():
+    assert [p.name[:2] for p in NOTEBOOKS][:3] == ["01", "02", "03"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_has_no_outputs_and_a_parameters_cell(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs before committing"
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and all(k in "".join(params[0]["source"]) for k in ("scale", "seed", "fig_dir", "data_dir"))
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_at_smoke_scale_and_is_deterministic(nb, tmp_path, monkeypatch):
+    """Two runs from empty caches give identical plotted numbers (CPU, fixed seed)."""
+    data = []
+    for run in ("a", "b"):
+        monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / run / "cache"))  # no sharing: both compute
+        figs, dat = tmp_path / run / "figs", tmp_path / run / "data"
+        execute.run(nb, scale="smoke", seed=0, out_dir=tmp_path / run / "out", fig_dir=figs, data_dir=dat, log=lambda *_: None)
+        pngs = sorted(figs.glob(f"{nb.name[:2]}_*.png"))
+        assert pngs, "the notebook wrote no figure named after it"
+        assert all(p.with_suffix(".pdf").exists() and p.stat().st_size > 10_000 for p in pngs)
+        data.append({p.name: dict(np.load(p)) for p in sorted(dat.glob("*.npz"))})
+    assert data[0].keys() == data[1].keys() and data[0]
+    for name in data[0]:
+        for k in data[0][name]:
+            np.testing.assert_array_equal(data[0][name][k], data[1][name][k], err_msg=f"{name}:{k}")
+
+
+def test_failing_notebook_names_the_cell(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}, "language_info": {"name": "python"}}
+    nb.cells = [nbformat.v4.new_code_cell("scale = 'x'"), nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    path = tmp_path / "99_broken.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(RuntimeError, match=r"99_broken.ipynb failed in cell 3.*ZeroDivisionError"):
+        execute.run(path, scale="smoke", seed=0, out_dir=tmp_path / "out", fig_dir=tmp_path, data_dir=tmp_path, log=lambda *_: None)
