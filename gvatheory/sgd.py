@@ -149,7 +149,7 @@ class SGDConfig:
     n_runs: int = 256  # independent runs, vmapped
     record_every: int = 50  # record raw and averaged iterates every this many steps
     noise: str = "minibatch"  # "minibatch" or "gaussian" (additive, matched to the minibatch noise at K̂)
-    schedule: str = "constant"  # "constant", "cosine", "exponential" (halves every decay_steps), "inverse_time"
+    schedule: str = "constant"  # one of SCHEDULES, see make_schedule
     decay_steps: int = 1000  # time scale τ of the schedule; cosine reaches 0 at max(steps, τ)
 
     def __post_init__(self):
@@ -160,24 +160,38 @@ class SGDConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {v}")
         if self.steps % self.record_every:
             raise ValueError(f"steps ({self.steps}) must be a multiple of record_every ({self.record_every})")
-        if self.schedule not in ("constant", "cosine", "exponential", "inverse_time"):
-            raise ValueError(f"schedule must be constant|cosine|exponential|inverse_time, got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
     def learning_rate(self) -> optax.Schedule:
         """The step-size schedule η_t (optax)."""
-        if self.schedule == "constant":
-            return optax.constant_schedule(self.lr)
-        if self.schedule == "cosine":
-            return optax.cosine_decay_schedule(self.lr, max(self.steps, self.decay_steps))
-        if self.schedule == "exponential":
-            return optax.exponential_decay(self.lr, self.decay_steps, 0.5)
-        tau = float(self.decay_steps)
-        return lambda t: self.lr / (1.0 + t / tau)  # η_0 / (1 + t/τ): Robbins–Monro, no optax builtin
+        return make_schedule(self.schedule, self.lr, self.steps, self.decay_steps)
 
     def learning_rates(self) -> np.ndarray:
         """η_t for t = 0..steps−1 as a float64 array [steps] (the values optax.sgd will use)."""
         t = np.arange(self.steps)
         return np.broadcast_to(np.asarray(self.learning_rate()(t), np.float64), t.shape).copy()
+
+
+SCHEDULES = ("constant", "cosine", "exponential", "inverse_time", "step")
+
+
+def make_schedule(kind: str, lr: float, steps: int, decay_steps: int) -> optax.Schedule:
+    """A step-size schedule η_t from optax: constant, cosine (to 0 at max(steps, decay_steps)),
+    exponential (halves every decay_steps), step (×0.1 at 50% and 75% of steps), or inverse_time
+    η / (1 + t/τ) with τ = decay_steps (Robbins–Monro; written here, optax has no builtin)."""
+    if kind not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
+    if kind == "constant":
+        return optax.constant_schedule(lr)
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(lr, max(steps, decay_steps))
+    if kind == "exponential":
+        return optax.exponential_decay(lr, decay_steps, 0.5)
+    if kind == "step":
+        return optax.piecewise_constant_schedule(lr, {steps // 2: 0.1, (3 * steps) // 4: 0.1})
+    tau = float(decay_steps)
+    return lambda t: lr / (1.0 + t / tau)
 
 
 class SGDTrace(NamedTuple):

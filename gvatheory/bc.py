@@ -1,0 +1,329 @@
+"""Deep behavior cloning in one jitted scan: training, raw + averaged iterates, and closed-loop evaluation.
+
+``run = make_run(cfg); out = run(key)``: the whole run — minibatch steps, EMA and BEMA of the
+iterates, and at every checkpoint the validation BC loss and rollouts of each variant from a fixed set
+of start states — is a single ``jax.lax.scan`` under one ``jit`` (purejaxrl style), so ``vmap`` over
+keys is one line. ``key`` varies the initialisation and the minibatch order; the demonstrations and
+the evaluation starts depend on ``cfg.data_seed`` only.
+
+References: PAPER.md claims 1 and 5 (GVA in behavior cloning; EMA removes it).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gvatheory import averaging, control, policies, sgd, systems
+from gvatheory.cache import cached
+
+
+@dataclasses.dataclass(frozen=True)
+class BCConfig:
+    """One behavior-cloning experiment (system, data, policy, optimiser, averaging, evaluation)."""
+
+    system: str = "double_pendulum"  # cartpole | double_pendulum | quadrotor
+    # demonstrations
+    n_demos: int = 64  # expert trajectories to train on
+    n_val: int = 16  # held-out expert trajectories for the validation BC loss
+    demo_horizon: int = 500  # steps per demonstration
+    action_noise: float = 0.3  # std of the expert's executed-action noise
+    clean_labels: bool = False  # label with the clean expert action (the loss itself becomes jumpy)
+    start_scale: float = 1.0  # multiplies the system's start box, for demonstrations and evaluation
+    data_seed: int = 0  # demonstrations and evaluation starts depend on this only
+    # policy
+    policy: policies.PolicyConfig = policies.PolicyConfig()
+    # optimisation
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3  # (initial) learning rate
+    schedule: str = "constant"  # constant | cosine | exponential | inverse_time | step (gvatheory.sgd.make_schedule)
+    decay_steps: int = 1000  # time scale of the exponential / inverse_time schedules
+    batch_size: int = 64  # minibatch size (with replacement)
+    steps: int = 20_000  # training steps
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 (SGD)
+    # averaging
+    ema_decay: float = 0.999  # the EMA evaluated next to the raw iterate
+    bema: bool = False  # also evaluate BEMA (Block & Zhang defaults)
+    # evaluation
+    eval_every: int = 200  # steps between checkpoints
+    eval_start: int = 0  # first checkpoint at eval_start + eval_every (dense windows: eval_every = 1)
+    n_eval: int = 64  # evaluation start states
+    horizon: int = 1000  # rollout length H
+    fail_cost: float = 20.0  # cost charged per step after a failure
+    grad_samples: int = 0  # per-example gradients per checkpoint for the gradient-noise covariance (0 = off)
+
+    def __post_init__(self):
+        if self.system not in systems.SYSTEMS:
+            raise ValueError(f"system must be one of {sorted(systems.SYSTEMS)}, got {self.system!r}")
+        for name in ("n_demos", "n_val", "demo_horizon", "batch_size", "steps", "eval_every", "n_eval", "horizon", "decay_steps"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v}")
+        for name in ("eval_start", "grad_samples"):
+            v = getattr(self, name)
+            if int(v) != v or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {v}")
+        if (self.steps - self.eval_start) % self.eval_every or self.eval_start >= self.steps:
+            raise ValueError(f"steps - eval_start ({self.steps - self.eval_start}) must be a positive multiple of eval_every ({self.eval_every})")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in sgd.SCHEDULES:
+            raise ValueError(f"schedule must be one of {sgd.SCHEDULES}, got {self.schedule!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.action_noise < 0 or self.weight_decay < 0 or self.fail_cost < 0:
+            raise ValueError("action_noise, weight_decay and fail_cost must be >= 0")
+        if self.start_scale <= 0:
+            raise ValueError(f"start_scale must be > 0, got {self.start_scale}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The iterates evaluated at each checkpoint."""
+        return ("raw", "ema", "bema") if self.bema else ("raw", "ema")
+
+    @property
+    def checkpoints(self) -> np.ndarray:
+        """Training step of each checkpoint, [C]."""
+        return np.arange(self.eval_start + self.eval_every, self.steps + 1, self.eval_every)
+
+
+def demonstrations(cfg: BCConfig) -> dict:
+    """Training and validation demonstrations and evaluation starts (cached, keyed by what they depend on)."""
+    fields = ("system", "n_demos", "n_val", "demo_horizon", "action_noise", "clean_labels", "start_scale", "data_seed", "n_eval")
+    key_parts = {f: getattr(cfg, f) for f in fields}
+
+    def compute():
+        system = systems.make(cfg.system)
+        expert = control.lqr_expert(system)
+        k_tr, k_val, k_ev = jax.random.split(jax.random.key(cfg.data_seed), 3)
+        kw = dict(noise=cfg.action_noise, clean_labels=cfg.clean_labels, scale=cfg.start_scale)
+        X, U, f1 = control.demonstrations(expert, cfg.n_demos, cfg.demo_horizon, key=k_tr, **kw)
+        # held-out trajectories labelled like the training set: the validation loss is the BC loss itself
+        Xv, Uv, f2 = control.demonstrations(expert, cfg.n_val, cfg.demo_horizon, key=k_val, **kw)
+        x0 = control.start_states(system, cfg.n_eval, key=k_ev, scale=cfg.start_scale)
+        return dict(X=X, U=U, X_val=Xv, U_val=Uv, U_val_clean=expert(Xv), x0=x0, K=expert.K, expert_failed=jnp.concatenate([f1, f2]))
+
+    return cached("demos", compute, key_parts)
+
+
+def _optimizer(cfg: BCConfig):
+    lr = sgd.make_schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.decay_steps)
+    if cfg.optimizer == "adam":
+        return optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr)) if cfg.weight_decay else optax.sgd(lr)
+
+
+class Evaluator(NamedTuple):
+    """What a configuration needs to score a parameter pytree (see :func:`make_evaluator`)."""
+
+    system: systems.System
+    norm: policies.Normalizer
+    data: dict  # the demonstrations (see :func:`demonstrations`)
+    loss: Callable  # loss(params, X, U) -> mean squared error in normalised action units
+    evaluate: Callable  # evaluate(params) -> (val_loss, expert_gap, ret [N], failed [N])
+    policy: Callable  # policy(params, x) -> action, physical units
+
+
+def make_evaluator(cfg: BCConfig) -> Evaluator:
+    """The BC loss and the closed-loop evaluation of ``cfg``, as pure functions of the policy parameters."""
+    system = systems.make(cfg.system)
+    d = demonstrations(cfg)
+    Xv, Uv, Uc, x0 = (jnp.asarray(d[k]) for k in ("X_val", "U_val", "U_val_clean", "x0"))
+    norm = policies.Normalizer.from_data(d["X"], d["U"])
+    pcfg = cfg.policy
+
+    def loss(params, x, u):
+        pred = policies.apply(pcfg, params, (x - norm.x_mean) / norm.x_std)
+        return jnp.mean(jnp.sum((pred - (u - norm.u_mean) / norm.u_std) ** 2, -1))
+
+    def policy(params, x):
+        return policies.act(pcfg, params, norm, x)
+
+    def evaluate(params):
+        r = control.rollout(system, lambda x: policy(params, x), x0, cfg.horizon, fail_cost=cfg.fail_cost)
+        return loss(params, Xv, Uv), loss(params, Xv, Uc), r.ret, r.failed
+
+    return Evaluator(system, norm, d, loss, evaluate, policy)
+
+
+def make_run(cfg: BCConfig, progress=None):
+    """Builds ``run(key) -> dict`` for ``cfg`` (jitted; see the module docstring).
+
+    ``progress``, if given, is called from inside the scan (``jax.debug.callback``) with the index of
+    each finished checkpoint — for a progress bar.
+
+    The returned dict holds, per checkpoint c < C (``cfg.checkpoints``) and variant v (``cfg.variants``):
+    ``train_loss`` [C] (mean minibatch loss of the raw iterate over the block), ``val_loss`` [V, C] (BC loss
+    on held-out demonstrations, labelled like the training set), ``expert_gap`` [V, C] (the same states
+    labelled with the clean expert action, in normalised units),
+    ``ret`` and ``failed`` [V, C, N] (rollout return and failure per start state), ``dparam`` [V, C]
+    (‖θ_c − θ_{c−1}‖₂), and if ``grad_samples`` > 0, ``grad_trace`` [C] and ``grad_top`` [C, 5]: trace and
+    top eigenvalues of the per-example gradient covariance at the raw iterate (divide by the batch size
+    for the minibatch-gradient covariance). Also ``expert_ret`` [N] (the expert's rollouts).
+    """
+    ev = make_evaluator(cfg)
+    system, d, loss_fn, evaluate = ev.system, ev.data, ev.loss, ev.evaluate
+    X, U, x0 = jnp.asarray(d["X"]), jnp.asarray(d["U"]), jnp.asarray(d["x0"])
+    pcfg = cfg.policy
+    opt = _optimizer(cfg)
+    avgs = {"ema": averaging.ema(cfg.ema_decay)}
+    if cfg.bema:
+        avgs["bema"] = averaging.bema()
+    n_blocks = (cfg.steps - cfg.eval_start) // cfg.eval_every
+    expert = control.Expert(system, d["K"])
+    expert_ret = jax.jit(lambda: control.rollout(system, expert, x0, cfg.horizon, fail_cost=cfg.fail_cost).ret)()
+
+    def grad_stats(params, key):
+        idx = jax.random.choice(key, X.shape[0], (cfg.grad_samples,), replace=False)
+        g = jax.vmap(lambda x, u: jax.flatten_util.ravel_pytree(jax.grad(loss_fn)(params, x[None], u[None]))[0])(X[idx], U[idx])
+        g = g - g.mean(0)
+        gram = g @ g.T / cfg.grad_samples
+        top = jnp.linalg.eigvalsh(gram)[::-1][:5]
+        return jnp.trace(gram), jnp.pad(top, (0, 5 - top.shape[0]))
+
+    def run(key):
+        k_init, k_data = jax.random.split(key)
+        params = policies.init(pcfg, system.n, system.m, key=k_init)
+        state = (params, opt.init(params), {k: a.init(params) for k, a in avgs.items()})
+
+        def train_step(state, t):
+            params, opt_state, avg = state
+            idx = jax.random.randint(jax.random.fold_in(k_data, t), (cfg.batch_size,), 0, X.shape[0])
+            loss, g = jax.value_and_grad(loss_fn)(params, X[idx], U[idx])
+            upd, opt_state = opt.update(g, opt_state, params)
+            params = optax.apply_updates(params, upd)
+            avg = {k: avgs[k].update(s, params) for k, s in avg.items()}
+            return (params, opt_state, avg), loss
+
+        if cfg.eval_start:
+            state, _ = jax.lax.scan(train_step, state, jnp.arange(cfg.eval_start))
+
+        def variants(state):
+            return {"raw": state[0], **{k: s.average for k, s in state[2].items()}}
+
+        def block(carry, c):
+            state, prev = carry
+            t0 = cfg.eval_start + c * cfg.eval_every
+            state, losses = jax.lax.scan(train_step, state, t0 + jnp.arange(cfg.eval_every))
+            now = variants(state)
+            out = {"train_loss": losses.mean()}
+            evals = [evaluate(now[v]) for v in cfg.variants]
+            out["val_loss"] = jnp.stack([e[0] for e in evals])
+            out["expert_gap"] = jnp.stack([e[1] for e in evals])
+            out["ret"] = jnp.stack([e[2] for e in evals])
+            out["failed"] = jnp.stack([e[3] for e in evals])
+            out["dparam"] = jnp.stack(
+                [jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(now[v]), jax.tree.leaves(prev[v])))) for v in cfg.variants]
+            )
+            if cfg.grad_samples:
+                out["grad_trace"], out["grad_top"] = grad_stats(state[0], jax.random.fold_in(k_data, -1 - c))
+            if progress is not None:
+                jax.debug.callback(progress, c)
+            return (state, now), out
+
+        (state, last), out = jax.lax.scan(block, (state, variants(state)), jnp.arange(n_blocks))
+        # final parameters of each variant, flattened (gvatheory.policies.unravel restores the pytree)
+        out["final_params"] = jnp.stack([jax.flatten_util.ravel_pytree(last[v])[0] for v in cfg.variants])
+        for k in ("val_loss", "expert_gap", "ret", "failed", "dparam"):
+            out[k] = jnp.moveaxis(out[k], 0, 1)  # [V, C, ...]
+        return out
+
+    jitted = jax.jit(run)
+
+    def run_and_annotate(key):
+        out = {k: np.asarray(v) for k, v in jitted(key).items()}
+        out["steps"] = cfg.checkpoints
+        out["expert_ret"] = np.asarray(expert_ret)
+        return out
+
+    return run_and_annotate
+
+
+def run_seeds(cfg: BCConfig, seeds, *, desc: str | None = None) -> list[dict]:
+    """``make_run(cfg)(jax.random.key(seed))`` for each seed, each cached under (cfg, seed).
+
+    Compiles once for all seeds that are not cached yet, and shows one progress bar over checkpoints.
+    """
+    from tqdm import tqdm
+
+    seeds = list(seeds)
+    todo = [s for s in seeds if not is_cached(cfg, s)]
+    bar = tqdm(total=len(todo) * len(cfg.checkpoints), desc=desc or f"{cfg.system}: {len(todo)} run(s)", mininterval=5.0, disable=not todo)
+    run = make_run(cfg, progress=lambda c: bar.update()) if todo else None
+    outs = [cached(f"bc-{cfg.system}", lambda s=s: run(jax.random.key(s)), cfg, s) for s in seeds]
+    bar.close()
+    return outs
+
+
+def is_cached(cfg: BCConfig, seed: int) -> bool:
+    """Whether :func:`run_seeds` would load (cfg, seed) from the cache."""
+    from gvatheory.cache import cache_dir, key_of
+
+    return (cache_dir() / f"{key_of(f'bc-{cfg.system}', cfg, seed)}.npz").exists()
+
+
+def unravel(cfg: BCConfig, flat) -> dict:
+    """The policy parameter pytree of ``cfg`` from a flat vector (e.g. ``out["final_params"][v]``)."""
+    system = systems.make(cfg.system)
+    template = policies.init(cfg.policy, system.n, system.m, key=jax.random.key(0))
+    return jax.flatten_util.ravel_pytree(template)[1](jnp.asarray(flat))
+
+
+def main(argv=None) -> int:
+    """``python -m gvatheory.bc --system double_pendulum --scale quick --seeds 0 1 2 [--set lr=3e-4 ...]``.
+
+    Runs the configuration with a progress bar, writes each seed's result to the cache (where the
+    notebooks read it), and prints the GVA summary of the second half of training.
+    """
+    import argparse
+
+    from gvatheory import diagnostics
+
+    p = argparse.ArgumentParser(description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--system", default=None, help=f"one of {sorted(systems.SYSTEMS)} (default: the preset's)")
+    p.add_argument("--scale", default="quick", choices=sorted(PRESETS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override BCConfig fields (numbers, true/false, names)")
+    a = p.parse_args(argv)
+    cfg = PRESETS[a.scale]
+    over = {} if a.system is None else {"system": a.system}
+    fields = {f.name: f for f in dataclasses.fields(BCConfig)}
+    for item in a.set:
+        k, _, v = item.partition("=")
+        if k not in fields or k == "policy":
+            p.error(f"unknown or unsupported field {k!r}; fields: {sorted(set(fields) - {'policy'})}")
+        cur = getattr(cfg, k)
+        over[k] = (v.lower() in ("1", "true", "yes")) if isinstance(cur, bool) else type(cur)(v)
+    try:
+        cfg = dataclasses.replace(cfg, **over)
+    except ValueError as e:
+        p.error(str(e))
+    outs = run_seeds(cfg, a.seeds)
+    for seed, out in zip(a.seeds, outs):
+        h = len(out["steps"]) // 2
+        for i, v in enumerate(cfg.variants):
+            m = diagnostics.gva_summary(out["val_loss"][i, h:], out["ret"][i, h:], out["failed"][i, h:], out["expert_ret"].mean())
+            print(f"seed {seed} {v:5s} " + " ".join(f"{k}={x:.4g}" for k, x in m.items()))
+    return 0
+
+
+PRESETS = {
+    "smoke": BCConfig(n_demos=8, n_val=4, demo_horizon=100, policy=policies.PolicyConfig(width=32), steps=200, eval_every=25, n_eval=8, horizon=100, grad_samples=16),
+    # the paper's recipe where PAPER.md knows it (MLP 2x256, Adam 1e-3, batch 64, 20k steps, H = 1000,
+    # action noise 0.3, noisy labels); checkpoints every 400 steps and 32 starts keep a run near 20 s on 2 cores
+    "quick": BCConfig(eval_every=400, n_eval=32, grad_samples=64),
+    "paper": BCConfig(
+        n_demos=256, policy=policies.PolicyConfig(depth=4, width=256), steps=100_000, eval_every=250, n_eval=20, horizon=1000, grad_samples=256, bema=True
+    ),
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

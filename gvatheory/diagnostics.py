@@ -1,0 +1,77 @@
+"""GVA diagnostics for any series of checkpoints: loss vs return fluctuation, failures, amplification.
+
+Inputs are plain arrays (one row per checkpoint), so they work on checkpoints from any training
+code. Fluctuation is measured between *adjacent* checkpoints, which is what GVA is about: a smooth
+drift of the mean is not an oscillation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def adjacent_change(series, *, relative: bool = False) -> np.ndarray:
+    """|x_c − x_{c−1}| along the first axis (÷ |x_{c−1}| if ``relative``), shape [C − 1, ...]."""
+    x = np.asarray(series, np.float64)
+    if x.shape[0] < 2:
+        raise ValueError(f"need at least 2 checkpoints, got {x.shape[0]}")
+    d = np.abs(np.diff(x, axis=0))
+    return d / np.abs(x[:-1]) if relative else d
+
+
+def gva_summary(loss, returns, failed, expert_return: float) -> dict:
+    """The GVA metrics of one variant over a window of checkpoints.
+
+    Args:
+        loss: [C] validation BC loss per checkpoint.
+        returns: [C, N] rollout return per checkpoint and start state.
+        failed: [C, N] bool, the rollout was lost.
+        expert_return: the expert's mean return from the same starts.
+
+    Returns:
+        dict with ``loss_change`` (median relative adjacent change of the loss), ``mean_return``,
+        ``excess`` (mean excess cost over the expert), ``return_change`` (mean |adjacent change| of the
+        mean return), ``return_change_rel`` (÷ mean excess), ``fail_rate`` (fraction of rollouts
+        lost), ``fail_checkpoints`` (fraction of checkpoints losing at least one rollout),
+        ``amplification`` (return_change_rel / loss_change).
+    """
+    loss = np.asarray(loss, np.float64)
+    R = np.asarray(returns, np.float64).mean(-1)
+    failed = np.asarray(failed, bool)
+    excess = expert_return - R
+    loss_change = float(np.median(adjacent_change(loss, relative=True)))
+    ret_change = float(adjacent_change(R).mean())
+    rel = ret_change / max(float(excess.mean()), 1e-12)
+    return dict(
+        loss_change=loss_change,
+        mean_return=float(R.mean()),
+        excess=float(excess.mean()),
+        return_change=ret_change,
+        return_change_rel=rel,
+        fail_rate=float(failed.mean()),
+        fail_checkpoints=float(failed.any(-1).mean()),
+        amplification=rel / max(loss_change, 1e-12),
+    )
+
+
+def c1_holds(raw: dict) -> bool:
+    """Claim C1 (issue 3): loss moves < 5% between checkpoints while the excess return moves > 50% of its
+    mean, or at least 1% of checkpoints lose a rollout."""
+    return raw["loss_change"] < 0.05 and (raw["return_change_rel"] > 0.5 or raw["fail_checkpoints"] >= 0.01)
+
+
+def c2_holds(raw: dict, avg: dict) -> bool:
+    """Claim C2: the average cuts the adjacent change of return ≥ 10x and its mean return is ≥ the raw's."""
+    return raw["return_change"] >= 10 * avg["return_change"] and avg["mean_return"] >= raw["mean_return"]
+
+
+def gradient_noise(per_example_grads, batch_size: int, top: int = 5) -> tuple[float, np.ndarray]:
+    """Trace and top eigenvalues of the minibatch-gradient covariance from per-example gradients [B, P].
+
+    Covariance of a minibatch mean of ``batch_size`` i.i.d. examples = per-example covariance / batch_size.
+    The eigenvalues come from the B × B Gram matrix (B ≪ P).
+    """
+    g = np.asarray(per_example_grads, np.float64)
+    g = g - g.mean(0)
+    gram = g @ g.T / len(g)
+    ev = np.linalg.eigvalsh(gram)[::-1][:top] / batch_size
+    return float(np.trace(gram) / batch_size), ev

@@ -1,0 +1,101 @@
+"""The loss and return landscapes around a trained policy, and the learned closed loop's local stability.
+
+Slices (PAPER.md claim 2, the "fractal" reward landscape): BC loss and rollout return along a line
+θ + t d through trained parameters θ, for a stochastic-gradient direction and a random one. The
+closed-loop Jacobian J_t = ∂/∂x step(x, π(x)) along rollouts tells how the learned loop amplifies
+perturbations: a spectral radius above one is local instability.
+"""
+from __future__ import annotations
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+
+from gvatheory import bc
+
+
+def directions(cfg: bc.BCConfig, flat_params, *, key) -> dict:
+    """Unit directions in flat parameter space at θ: a minibatch gradient ("sgd") and a Gaussian ("random")."""
+    ev = bc.make_evaluator(cfg)
+    params = bc.unravel(cfg, flat_params)
+    X, U = jnp.asarray(ev.data["X"]), jnp.asarray(ev.data["U"])
+    k1, k2 = jax.random.split(key)
+    idx = jax.random.randint(k1, (cfg.batch_size,), 0, X.shape[0])
+    g = jax.flatten_util.ravel_pytree(jax.grad(ev.loss)(params, X[idx], U[idx]))[0]
+    r = jax.random.normal(k2, g.shape)
+    return {"sgd": np.asarray(g / jnp.linalg.norm(g)), "random": np.asarray(r / jnp.linalg.norm(r))}
+
+
+def slice_along(cfg: bc.BCConfig, flat_params, direction, ts, *, batch: int = 8) -> dict:
+    """BC loss and rollouts at θ + t d for every t in ``ts`` [T].
+
+    Returns ``loss`` [T] (held-out BC loss), ``ret`` [T, N], ``failed`` [T, N]. Points are evaluated
+    ``batch`` at a time with vmap (one compiled function for the whole slice).
+    """
+    ev = bc.make_evaluator(cfg)
+    unravel = lambda f: bc.unravel(cfg, f)
+    theta, d = jnp.asarray(flat_params), jnp.asarray(direction)
+
+    @jax.jit
+    def score(t):
+        return jax.vmap(lambda ti: ev.evaluate(unravel(theta + ti * d)))(t)
+
+    ts = np.asarray(ts, np.float32)
+    pad = (-len(ts)) % batch
+    tt = np.concatenate([ts, np.full(pad, ts[-1])]).reshape(-1, batch)
+    outs = [score(jnp.asarray(t)) for t in tt]
+    loss, _, ret, failed = (np.concatenate([np.asarray(o[i]) for o in outs])[: len(ts)] for i in range(4))
+    return {"loss": loss, "ret": ret, "failed": failed}
+
+
+def closed_loop_spectral_radii(cfg: bc.BCConfig, flat_params=None, *, policy=None, horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ρ(∂/∂x step(x, π(x))) along the rollouts of π from the evaluation starts.
+
+    π is the network with parameters ``flat_params``, or any ``policy(x) -> u`` (e.g. the expert).
+
+    Returns:
+        rho [N, H] and alive [N, H] (False from the step a rollout failed; mask rho with it). The
+        Jacobians come from JAX autodiff, their eigenvalues from numpy (JAX's non-symmetric
+        eigensolver is CPU-only, this runs unchanged on a GPU).
+    """
+    ev = bc.make_evaluator(cfg)
+    if policy is None:
+        params = bc.unravel(cfg, flat_params)
+        policy = lambda x: ev.policy(params, x)
+    H = horizon or cfg.horizon
+    system = ev.system
+    closed = lambda x: system.step(x, policy(x))
+
+    def one(x0):
+        def step(carry, _):
+            x, alive = carry
+            alive = alive & ~system.failed(x)
+            J = jax.jacfwd(closed)(x)
+            x = jnp.where(alive, closed(x), x)
+            return (x, alive), (J, alive)
+
+        return jax.lax.scan(step, (x0, jnp.array(True)), None, length=H)[1]
+
+    J, alive = jax.jit(jax.vmap(one))(jnp.asarray(ev.data["x0"]))
+    rho = np.abs(np.linalg.eigvals(np.asarray(J, np.float64))).max(-1)
+    return rho, np.asarray(alive)
+
+
+def span_for_loss_rise(cfg: bc.BCConfig, flat_params, direction, rise: float = 0.1) -> float:
+    """The largest t (on a factor-√2 grid) with BC loss at θ ± t d at most (1 + rise) × the loss at θ.
+
+    Slices are drawn over ±t: a window in which the *loss* barely changes — of the size of the loss
+    fluctuations between SGD iterates — so any structure in the return is not a loss effect.
+    """
+    if not rise > 0:
+        raise ValueError(f"rise must be > 0, got {rise}")
+    ev = bc.make_evaluator(cfg)
+    Xv, Uv = jnp.asarray(ev.data["X_val"]), jnp.asarray(ev.data["U_val"])
+    theta, d = jnp.asarray(flat_params), jnp.asarray(direction)
+    ts = 2.0 ** (np.arange(-40, 21) / 2)  # 1e-6 ... 1e3
+    loss = jax.jit(jax.vmap(lambda t: ev.loss(bc.unravel(cfg, theta + t * d), Xv, Uv)))
+    l0 = float(loss(jnp.zeros(1))[0])
+    worst = np.maximum(np.asarray(loss(jnp.asarray(ts, jnp.float32))), np.asarray(loss(jnp.asarray(-ts, jnp.float32))))
+    ok = np.flatnonzero(worst <= (1 + rise) * l0)
+    return float(ts[ok[-1]]) if ok.size else float(ts[0])

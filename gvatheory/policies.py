@@ -1,0 +1,99 @@
+"""Policy networks for behavior cloning: an MLP and a residual MLP with LayerNorm, with data normalisation."""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu, "silu": jax.nn.silu}
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    """Architecture of the policy network."""
+
+    arch: str = "mlp"  # "mlp" (plain) or "resmlp" (pre-LayerNorm residual blocks), the comparison architecture
+    depth: int = 2  # hidden layers (mlp) or residual blocks (resmlp)
+    width: int = 256  # hidden units
+    activation: str = "relu"  # relu | tanh | gelu | silu
+
+    def __post_init__(self):
+        if self.arch not in ("mlp", "resmlp"):
+            raise ValueError(f"arch must be 'mlp' or 'resmlp', got {self.arch!r}")
+        if int(self.depth) != self.depth or self.depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {self.depth}")
+        if int(self.width) != self.width or self.width < 1:
+            raise ValueError(f"width must be an integer >= 1, got {self.width}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+
+
+class Normalizer(NamedTuple):
+    """Affine input/output normalisation computed from the demonstrations (constants, not trained)."""
+
+    x_mean: jax.Array  # [n]
+    x_std: jax.Array  # [n]
+    u_mean: jax.Array  # [m]
+    u_std: jax.Array  # [m]
+
+    @staticmethod
+    def from_data(X, U) -> "Normalizer":
+        """Mean and standard deviation of states X [N, n] and actions U [N, m] (std floored at 1e-6)."""
+        X, U = np.asarray(X, np.float64), np.asarray(U, np.float64)
+        f = lambda a: jnp.asarray(a, jnp.float32)
+        return Normalizer(f(X.mean(0)), f(np.maximum(X.std(0), 1e-6)), f(U.mean(0)), f(np.maximum(U.std(0), 1e-6)))
+
+
+def _dense(key, n_in, n_out):
+    # LeCun-normal weights, zero bias
+    return {"w": jax.random.normal(key, (n_in, n_out)) / np.sqrt(n_in), "b": jnp.zeros(n_out)}
+
+
+def init(cfg: PolicyConfig, n_in: int, n_out: int, *, key) -> dict:
+    """Parameters of the network mapping normalised states [n_in] to normalised actions [n_out]."""
+    keys = jax.random.split(key, cfg.depth + 2)
+    if cfg.arch == "mlp":
+        sizes = [n_in] + [cfg.width] * cfg.depth
+        return {"hidden": [_dense(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:])], "out": _dense(keys[-1], cfg.width, n_out)}
+    blocks = [{"ln": {"g": jnp.ones(cfg.width), "b": jnp.zeros(cfg.width)}, "fc": _dense(k, cfg.width, cfg.width)} for k in keys[1:-1]]
+    return {"inp": _dense(keys[0], n_in, cfg.width), "blocks": blocks, "out": _dense(keys[-1], cfg.width, n_out)}
+
+
+def apply(cfg: PolicyConfig, params: dict, x):
+    """Network output for normalised inputs x [..., n_in] -> [..., n_out]."""
+    act = ACTIVATIONS[cfg.activation]
+    lin = lambda p, h: h @ p["w"] + p["b"]
+    if cfg.arch == "mlp":
+        h = x
+        for p in params["hidden"]:
+            h = act(lin(p, h))
+        return lin(params["out"], h)
+    h = lin(params["inp"], x)
+    for blk in params["blocks"]:
+        mu = h.mean(-1, keepdims=True)
+        z = (h - mu) / jnp.sqrt(((h - mu) ** 2).mean(-1, keepdims=True) + 1e-5) * blk["ln"]["g"] + blk["ln"]["b"]
+        h = h + act(lin(blk["fc"], z))
+    return lin(params["out"], h)
+
+
+def act(cfg: PolicyConfig, params: dict, norm: Normalizer, x):
+    """The policy's action in physical units for states x [..., n] -> [..., m]."""
+    y = apply(cfg, params, (x - norm.x_mean) / norm.x_std)
+    return norm.u_mean + norm.u_std * y
+
+
+def n_params(params) -> int:
+    """Number of scalar parameters of a pytree."""
+    return int(sum(np.size(p) for p in jax.tree.leaves(params)))
+
+
+def flops_per_action(cfg: PolicyConfig, n_in: int, n_out: int) -> int:
+    """Multiply–adds × 2 of one forward pass (the dense layers; activations and LayerNorm not counted)."""
+    if cfg.arch == "mlp":
+        sizes = [n_in] + [cfg.width] * cfg.depth + [n_out]
+    else:
+        sizes = [n_in] + [cfg.width] * (cfg.depth + 1) + [n_out]
+    return int(2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))

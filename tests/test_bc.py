@@ -1,0 +1,136 @@
+"""The behavior-cloning engine, the GVA diagnostics and the landscape tools."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gvatheory import bc, control, diagnostics, landscape, linear, policies
+
+SMOKE = dataclasses.replace(bc.PRESETS["smoke"], system="cartpole")
+
+
+@pytest.fixture(scope="module")
+def run_smoke():
+    run = bc.make_run(SMOKE)
+    return run, run(jax.random.key(0))
+
+
+def test_run_shapes_and_determinism(run_smoke):
+    run, out = run_smoke
+    C, V, N = len(SMOKE.checkpoints), len(SMOKE.variants), SMOKE.n_eval
+    assert out["ret"].shape == (V, C, N) and out["failed"].shape == (V, C, N)
+    assert out["val_loss"].shape == (V, C) and out["grad_top"].shape == (C, 5)
+    assert np.all(np.isfinite(out["ret"])) and np.all(np.isfinite(out["val_loss"]))
+    again = run(jax.random.key(0))
+    for k in out:
+        np.testing.assert_array_equal(out[k], again[k], err_msg=k)  # same seed, same numbers (CPU)
+    other = run(jax.random.key(1))
+    assert not np.array_equal(out["val_loss"], other["val_loss"])
+    assert out["val_loss"][0, -1] < 0.5 * out["val_loss"][0, 0]  # it learns
+
+
+def test_ema_with_zero_decay_is_the_raw_iterate():
+    out = bc.make_run(dataclasses.replace(SMOKE, ema_decay=0.0))(jax.random.key(0))
+    np.testing.assert_allclose(out["val_loss"][1], out["val_loss"][0], rtol=1e-6)
+    np.testing.assert_allclose(out["final_params"][1], out["final_params"][0], rtol=1e-6)
+
+
+def test_dense_window_reproduces_the_same_iterates():
+    """Evaluating every step inside a window sees exactly the iterates of the sparse run."""
+    sparse = bc.make_run(dataclasses.replace(SMOKE, steps=100, eval_every=50))(jax.random.key(3))
+    dense = bc.make_run(dataclasses.replace(SMOKE, steps=52, eval_start=48, eval_every=1))(jax.random.key(3))
+    assert list(dense["steps"]) == [49, 50, 51, 52]
+    np.testing.assert_allclose(dense["val_loss"][:, 1], sparse["val_loss"][:, 0], rtol=1e-5)
+    np.testing.assert_allclose(dense["ret"][:, 1], sparse["ret"][:, 0], rtol=1e-5)
+
+
+def test_normalizer_and_action_units():
+    rng = np.random.default_rng(0)
+    X, U = rng.normal(3.0, 2.0, (1000, 4)), rng.normal(-1.0, 0.5, (1000, 1))
+    n = policies.Normalizer.from_data(X, U)
+    np.testing.assert_allclose(n.x_mean, X.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(n.u_std, U.std(0), rtol=1e-5)
+    cfg = policies.PolicyConfig(width=8)
+    p = policies.init(cfg, 4, 1, key=jax.random.key(0))
+    x = jnp.asarray(X[:5], jnp.float32)
+    raw = policies.apply(cfg, p, (x - n.x_mean) / n.x_std)
+    np.testing.assert_allclose(policies.act(cfg, p, n, x), n.u_mean + n.u_std * raw, rtol=1e-6)
+
+
+def test_gradient_noise_against_numpy():
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((40, 7)) @ rng.standard_normal((7, 7))
+    tr, top = diagnostics.gradient_noise(g, batch_size=8, top=3)
+    cov = np.cov(g.T, bias=True) / 8
+    assert tr == pytest.approx(np.trace(cov))
+    np.testing.assert_allclose(top, np.linalg.eigvalsh(cov)[::-1][:3], rtol=1e-10)
+
+
+def test_gva_summary_on_known_series():
+    loss = np.array([1.0, 1.01, 1.0, 1.01])
+    R = np.array([[-10.0], [-20.0], [-10.0], [-20.0]])
+    failed = np.zeros((4, 1), bool)
+    m = diagnostics.gva_summary(loss, R, failed, expert_return=-5.0)
+    assert m["loss_change"] == pytest.approx(np.median([0.01, 0.01 / 1.01, 0.01]))
+    assert m["return_change"] == pytest.approx(10.0)
+    assert m["excess"] == pytest.approx(10.0)  # mean excess cost over the expert: (5 + 15) / 2
+    assert m["return_change_rel"] == pytest.approx(1.0)
+    assert diagnostics.c1_holds(m)
+    calm = diagnostics.gva_summary(loss, np.full((4, 1), -12.0), failed, -5.0)
+    assert diagnostics.c2_holds(m, calm) and not diagnostics.c2_holds(calm, m)
+    with pytest.raises(ValueError, match="2 checkpoints"):
+        diagnostics.adjacent_change([1.0])
+
+
+def test_slice_at_zero_is_the_iterate_and_expert_jacobian_is_the_lqr_loop(run_smoke):
+    _, out = run_smoke
+    theta = out["final_params"][0]
+    d = landscape.directions(SMOKE, theta, key=jax.random.key(0))
+    assert np.linalg.norm(d["sgd"]) == pytest.approx(1.0, rel=1e-5)
+    sl = landscape.slice_along(SMOKE, theta, d["sgd"], [0.0, 1e-3], batch=2)
+    assert sl["loss"][0] == pytest.approx(out["val_loss"][0, -1], rel=1e-5)
+    np.testing.assert_allclose(sl["ret"][0], out["ret"][0, -1], rtol=1e-5)
+    # the expert's closed-loop Jacobian at the equilibrium is A + B K of the linearisation
+    ev = bc.make_evaluator(SMOKE)
+    expert = control.Expert(ev.system, ev.data["K"])
+    A, B = control.linearize(ev.system)
+    rho, alive = landscape.closed_loop_spectral_radii(dataclasses.replace(SMOKE, horizon=300), policy=expert)
+    assert alive.all()
+    # late in the rollout the state has converged to the equilibrium
+    assert np.median(rho[:, -1]) == pytest.approx(linear.spectral_radius(A + B @ ev.data["K"]), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(system="pendulum"), "system"),
+        (dict(steps=100, eval_every=30), "eval_every"),
+        (dict(optimizer="lion"), "optimizer"),
+        (dict(lr=0.0), "lr"),
+        (dict(ema_decay=1.0), "ema_decay"),
+        (dict(n_eval=0), "n_eval"),
+        (dict(schedule="warm"), "schedule"),
+        (dict(start_scale=0.0), "start_scale"),
+    ],
+)
+def test_invalid_bc_config_raises(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        bc.BCConfig(**kwargs)
+
+
+def test_invalid_policy_config_raises():
+    with pytest.raises(ValueError, match="arch"):
+        policies.PolicyConfig(arch="transformer")
+    with pytest.raises(ValueError, match="activation"):
+        policies.PolicyConfig(activation="swish2")
+
+
+def test_resmlp_runs_and_counts():
+    cfg = policies.PolicyConfig(arch="resmlp", depth=2, width=16)
+    p = policies.init(cfg, 4, 1, key=jax.random.key(0))
+    y = policies.apply(cfg, p, jnp.ones((3, 4)))
+    assert y.shape == (3, 1)
+    assert policies.n_params(p) == 4 * 16 + 16 + 2 * (16 * 16 + 16 + 32) + 16 + 1
+    assert policies.flops_per_action(policies.PolicyConfig(depth=2, width=8), 4, 1) == 2 * (4 * 8 + 8 * 8 + 8)
