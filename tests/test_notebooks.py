@@ -10,7 +10,7 @@ NOTEBOOKS = execute.notebooks()
 
 
 def test_there_are_notebooks():
-    assert [p.name[:2] for p in NOTEBOOKS][:3] == ["01", "02", "03"]
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
@@ -22,22 +22,43 @@ def test_committed_notebook_has_no_outputs_and_a_parameters_cell(nb):
     assert len(params) == 1 and all(k in "".join(params[0]["source"]) for k in ("scale", "seed", "fig_dir", "data_dir"))
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One cache for the whole module, as for a user: 05 and 06 read the runs 04 made."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def _run(nb, root, cache, monkeypatch):
+    monkeypatch.setenv("GVATHEORY_CACHE", str(cache))
+    figs, dat = root / "figs", root / "data"
+    execute.run(nb, scale="smoke", seed=0, out_dir=root / "out", fig_dir=figs, data_dir=dat, log=lambda *_: None)
+    pngs = sorted(figs.glob(f"{nb.name[:2]}_*.png"))
+    assert pngs, "the notebook wrote no figure named after it"
+    assert all(p.with_suffix(".pdf").exists() and p.stat().st_size > 10_000 for p in pngs)
+    return {p.name: dict(np.load(p)) for p in sorted(dat.glob(f"{nb.name[:2]}_*.npz"))}
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_at_smoke_scale_and_is_deterministic(nb, tmp_path, monkeypatch):
+def test_notebook_runs_at_smoke_scale(nb, tmp_path, shared_cache, monkeypatch):
+    data = _run(nb, tmp_path, shared_cache, monkeypatch)
+    assert data, "the notebook saved none of the numbers it plots"
+    for name, arrays in data.items():
+        for k, v in arrays.items():
+            if v.dtype.kind == "f":
+                assert np.all(np.isfinite(v[~np.isinf(v)])), f"{name}:{k} has NaN"
+
+
+# the theory notebooks are fast enough to run twice; the deep-BC engine's determinism is tested
+# directly on its runs in tests/test_bc.py
+@pytest.mark.parametrize("nb", [p for p in NOTEBOOKS if p.name[:2] in ("01", "02", "03")], ids=lambda p: p.stem)
+def test_same_seed_same_numbers(nb, tmp_path, monkeypatch):
     """Two runs from empty caches give identical plotted numbers (CPU, fixed seed)."""
-    data = []
-    for run in ("a", "b"):
-        monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / run / "cache"))  # no sharing: both compute
-        figs, dat = tmp_path / run / "figs", tmp_path / run / "data"
-        execute.run(nb, scale="smoke", seed=0, out_dir=tmp_path / run / "out", fig_dir=figs, data_dir=dat, log=lambda *_: None)
-        pngs = sorted(figs.glob(f"{nb.name[:2]}_*.png"))
-        assert pngs, "the notebook wrote no figure named after it"
-        assert all(p.with_suffix(".pdf").exists() and p.stat().st_size > 10_000 for p in pngs)
-        data.append({p.name: dict(np.load(p)) for p in sorted(dat.glob("*.npz"))})
-    assert data[0].keys() == data[1].keys() and data[0]
-    for name in data[0]:
-        for k in data[0][name]:
-            np.testing.assert_array_equal(data[0][name][k], data[1][name][k], err_msg=f"{name}:{k}")
+    a = _run(nb, tmp_path / "a", tmp_path / "a" / "cache", monkeypatch)
+    b = _run(nb, tmp_path / "b", tmp_path / "b" / "cache", monkeypatch)
+    assert a.keys() == b.keys() and a
+    for name in a:
+        for k in a[name]:
+            np.testing.assert_array_equal(a[name][k], b[name][k], err_msg=f"{name}:{k}")
 
 
 def test_failing_notebook_names_the_cell(tmp_path):
