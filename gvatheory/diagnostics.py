@@ -18,6 +18,18 @@ def adjacent_change(series, *, relative: bool = False) -> np.ndarray:
     return d / np.abs(x[:-1]) if relative else d
 
 
+def checkpoint_stats(returns, failed, expert_return: float) -> dict:
+    """Per-checkpoint statistics of rollouts [C, N]: ``mean``, ``median``, ``excess`` (expert − mean)
+    and ``fail_fraction``, each [C]."""
+    R = np.asarray(returns, np.float64)
+    return dict(
+        mean=R.mean(-1),
+        median=np.median(R, -1),
+        excess=expert_return - R.mean(-1),
+        fail_fraction=np.asarray(failed, bool).mean(-1),
+    )
+
+
 def gva_summary(loss, returns, failed, expert_return: float) -> dict:
     """The GVA metrics of one variant over a window of checkpoints.
 

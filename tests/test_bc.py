@@ -80,6 +80,8 @@ def test_gva_summary_on_known_series():
     assert diagnostics.c1_holds(m)
     calm = diagnostics.gva_summary(loss, np.full((4, 1), -12.0), failed, -5.0)
     assert diagnostics.c2_holds(m, calm) and not diagnostics.c2_holds(calm, m)
+    st = diagnostics.checkpoint_stats(np.array([[-1.0, -3.0, -8.0]]), np.array([[False, False, True]]), -1.0)
+    assert st["median"][0] == -3.0 and st["excess"][0] == pytest.approx(3.0) and st["fail_fraction"][0] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="2 checkpoints"):
         diagnostics.adjacent_change([1.0])
 
