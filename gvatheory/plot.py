@@ -49,7 +49,7 @@ def savefig(fig, name: str, *, fig_dir, data: dict | None = None, data_dir=None)
     """
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(fig_dir / f"{name}.pdf")
+    fig.savefig(fig_dir / f"{name}.pdf", metadata={"CreationDate": None})  # no timestamp: same figure, same bytes
     fig.savefig(fig_dir / f"{name}.png")
     if data is not None and data_dir is not None:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
