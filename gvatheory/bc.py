@@ -21,6 +21,7 @@ import optax
 
 from gvatheory import averaging, control, policies, sgd, systems
 from gvatheory.cache import cached
+from gvatheory.config import require_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,14 +61,8 @@ class BCConfig:
     def __post_init__(self):
         if self.system not in systems.SYSTEMS:
             raise ValueError(f"system must be one of {sorted(systems.SYSTEMS)}, got {self.system!r}")
-        for name in ("n_demos", "n_val", "demo_horizon", "batch_size", "steps", "eval_every", "n_eval", "horizon", "decay_steps"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v}")
-        for name in ("eval_start", "grad_samples"):
-            v = getattr(self, name)
-            if int(v) != v or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {v}")
+        require_ints(self, ("n_demos", "n_val", "demo_horizon", "batch_size", "steps", "eval_every", "n_eval", "horizon", "decay_steps"))
+        require_ints(self, ("eval_start", "grad_samples"), minimum=0)
         if (self.steps - self.eval_start) % self.eval_every or self.eval_start >= self.steps:
             raise ValueError(f"steps - eval_start ({self.steps - self.eval_start}) must be a positive multiple of eval_every ({self.eval_every})")
         if self.optimizer not in ("adam", "sgd"):

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.stats
 
 from gvatheory import linear
+from gvatheory.config import require_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +110,7 @@ class CliffExperiment:
     decay_grid: tuple = (0.5, 0.8, 0.9)  # EMA decays compared with the prediction (at η = lr)
 
     def __post_init__(self):
-        for name in ("n_traj", "demo_horizon", "steps", "n_runs", "record_every", "batch_size"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v}")
+        require_ints(self, ("n_traj", "demo_horizon", "steps", "n_runs", "record_every", "batch_size"))
         if self.label_noise < 0:
             raise ValueError(f"label_noise must be >= 0, got {self.label_noise}")
         if self.n_runs < 2:

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.linalg
 
 from gvatheory import linear
+from gvatheory.config import require_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +46,7 @@ class MarginalConfig:
                 raise ValueError(f"{name} must be a non-empty tuple of positive numbers, got {getattr(self, name)}")
         if any(int(h) != h for h in self.horizons):
             raise ValueError(f"horizons must be integers, got {self.horizons}")
-        for name in ("horizon", "n_random", "n_rollouts"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v}")
+        require_ints(self, ("horizon", "n_random", "n_rollouts"))
         if self.random_delta <= 0:
             raise ValueError(f"random_delta must be > 0, got {self.random_delta}")
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gvatheory import averaging, sgd
+from gvatheory.config import require_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,10 +139,7 @@ class OUExperiment:
     grid: int = 40  # hyperparameter grid size (EMA window, decay time scale, burn-in)
 
     def __post_init__(self):
-        for name in ("steps", "n_runs", "record_every", "grid"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v}")
+        require_ints(self, ("steps", "n_runs", "record_every", "grid"))
         if self.steps % self.record_every:
             raise ValueError(f"steps ({self.steps}) must be a multiple of record_every ({self.record_every})")
         if not 0 < self.lr * self.quad.lam.max() < 2:

@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from gvatheory.averaging import Averager
+from gvatheory.config import require_ints
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -154,10 +155,7 @@ class SGDConfig:
 
     def __post_init__(self):
         _check_lr_batch(self.lr, self.batch_size, self.noise)
-        for name in ("steps", "n_runs", "record_every", "decay_steps"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v}")
+        require_ints(self, ("steps", "n_runs", "record_every", "decay_steps"))
         if self.steps % self.record_every:
             raise ValueError(f"steps ({self.steps}) must be a multiple of record_every ({self.record_every})")
         if self.schedule not in SCHEDULES:
