@@ -50,6 +50,8 @@ class BCConfig:
     # averaging
     ema_decay: float = 0.999  # the EMA evaluated next to the raw iterate
     bema: bool = False  # also evaluate BEMA (Block & Zhang defaults)
+    extra_averages: tuple = ()  # more (name, AveragingConfig) pairs tracked and evaluated in the same run
+    store_params: bool = False  # keep every variant's flat parameters at every checkpoint (for post-hoc EMA)
     # evaluation
     eval_every: int = 200  # steps between checkpoints
     eval_start: int = 0  # first checkpoint at eval_start + eval_every (dense windows: eval_every = 1)
@@ -77,11 +79,16 @@ class BCConfig:
             raise ValueError(f"start_scale must be > 0, got {self.start_scale}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        names = [n for n, _ in self.extra_averages]
+        if len(set(names)) != len(names) or set(names) & {"raw", "ema", "bema"}:
+            raise ValueError(f"extra_averages names must be unique and not raw/ema/bema, got {names}")
+        if not all(isinstance(c, averaging.AveragingConfig) for _, c in self.extra_averages):
+            raise ValueError("extra_averages must hold (name, AveragingConfig) pairs")
 
     @property
     def variants(self) -> tuple[str, ...]:
         """The iterates evaluated at each checkpoint."""
-        return ("raw", "ema", "bema") if self.bema else ("raw", "ema")
+        return ("raw", "ema") + (("bema",) if self.bema else ()) + tuple(n for n, _ in self.extra_averages)
 
     @property
     def checkpoints(self) -> np.ndarray:
@@ -154,14 +161,16 @@ def make_run(cfg: BCConfig, progress=None):
     ``progress``, if given, is called from inside the scan (``jax.debug.callback``) with the index of
     each finished checkpoint — for a progress bar.
 
-    The returned dict holds, per checkpoint c < C (``cfg.checkpoints``) and variant v (``cfg.variants``):
-    ``train_loss`` [C] (mean minibatch loss of the raw iterate over the block), ``val_loss`` [V, C] (BC loss
+    The returned dict holds, per checkpoint c < C (``cfg.checkpoints``) and variant v (``cfg.variants``:
+    raw, ema, then bema and the ``extra_averages`` when configured): ``train_loss`` [C] (mean minibatch loss of the raw iterate over the block), ``val_loss`` [V, C] (BC loss
     on held-out demonstrations, labelled like the training set), ``expert_gap`` [V, C] (the same states
     labelled with the clean expert action, in normalised units),
     ``ret`` and ``failed`` [V, C, N] (rollout return and failure per start state), ``dparam`` [V, C]
     (‖θ_c − θ_{c−1}‖₂), and if ``grad_samples`` > 0, ``grad_trace`` [C] and ``grad_top`` [C, 5]: trace and
     top eigenvalues of the per-example gradient covariance at the raw iterate (divide by the batch size
-    for the minibatch-gradient covariance). Also ``expert_ret`` [N] (the expert's rollouts).
+    for the minibatch-gradient covariance). Also ``expert_ret`` [N] (the expert's rollouts),
+    ``final_params`` [V, P] (flat; :func:`unravel` restores the pytree) and, with ``store_params``,
+    ``params`` [V, C, P] at every checkpoint.
     """
     ev = make_evaluator(cfg)
     system, d, loss_fn, evaluate = ev.system, ev.data, ev.loss, ev.evaluate
@@ -171,6 +180,7 @@ def make_run(cfg: BCConfig, progress=None):
     avgs = {"ema": averaging.ema(cfg.ema_decay)}
     if cfg.bema:
         avgs["bema"] = averaging.bema()
+    avgs.update({name: averaging.averager(c) for name, c in cfg.extra_averages})
     n_blocks = (cfg.steps - cfg.eval_start) // cfg.eval_every
     expert = control.Expert(system, d["K"])
     expert_ret = jax.jit(lambda: control.rollout(system, expert, x0, cfg.horizon, fail_cost=cfg.fail_cost).ret)()
@@ -219,6 +229,8 @@ def make_run(cfg: BCConfig, progress=None):
             )
             if cfg.grad_samples:
                 out["grad_trace"], out["grad_top"] = grad_stats(state[0], jax.random.fold_in(k_data, -1 - c))
+            if cfg.store_params:
+                out["params"] = jnp.stack([jax.flatten_util.ravel_pytree(now[v])[0] for v in cfg.variants])
             if progress is not None:
                 jax.debug.callback(progress, c)
             return (state, now), out
@@ -226,7 +238,7 @@ def make_run(cfg: BCConfig, progress=None):
         (state, last), out = jax.lax.scan(block, (state, variants(state)), jnp.arange(n_blocks))
         # final parameters of each variant, flattened (gvatheory.policies.unravel restores the pytree)
         out["final_params"] = jnp.stack([jax.flatten_util.ravel_pytree(last[v])[0] for v in cfg.variants])
-        for k in ("val_loss", "expert_gap", "ret", "failed", "dparam"):
+        for k in ("val_loss", "expert_gap", "ret", "failed", "dparam") + (("params",) if cfg.store_params else ()):
             out[k] = jnp.moveaxis(out[k], 0, 1)  # [V, C, ...]
         return out
 

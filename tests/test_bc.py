@@ -37,6 +37,19 @@ def test_ema_with_zero_decay_is_the_raw_iterate():
     np.testing.assert_allclose(out["final_params"][1], out["final_params"][0], rtol=1e-6)
 
 
+def test_extra_averages_are_tracked_in_the_same_run():
+    from gvatheory import averaging
+
+    extra = (("ema0", averaging.ema(0.0).config), ("poly", averaging.polynomial_ema(0.8, lag=1.0).config))
+    cfg = dataclasses.replace(SMOKE, steps=100, eval_every=50, extra_averages=extra, store_params=True)
+    out = bc.make_run(cfg)(jax.random.key(0))
+    assert cfg.variants == ("raw", "ema", "ema0", "poly") and out["params"].shape[:2] == (4, 2)
+    np.testing.assert_allclose(out["val_loss"][2], out["val_loss"][0], rtol=1e-6)  # EMA(0) is the raw iterate
+    np.testing.assert_allclose(out["params"][:, -1], out["final_params"], rtol=1e-6)
+    with pytest.raises(ValueError, match="extra_averages"):
+        dataclasses.replace(SMOKE, extra_averages=(("raw", averaging.ema(0.5).config),))
+
+
 def test_dense_window_reproduces_the_same_iterates():
     """Evaluating every step inside a window sees exactly the iterates of the sparse run."""
     sparse = bc.make_run(dataclasses.replace(SMOKE, steps=100, eval_every=50))(jax.random.key(3))
