@@ -236,7 +236,7 @@ def make_run(cfg: BCConfig, progress=None):
             return (state, now), out
 
         (state, last), out = jax.lax.scan(block, (state, variants(state)), jnp.arange(n_blocks))
-        # final parameters of each variant, flattened (gvatheory.policies.unravel restores the pytree)
+        # final parameters of each variant, flattened (unravel() restores the pytree)
         out["final_params"] = jnp.stack([jax.flatten_util.ravel_pytree(last[v])[0] for v in cfg.variants])
         for k in ("val_loss", "expert_gap", "ret", "failed", "dparam") + (("params",) if cfg.store_params else ()):
             out[k] = jnp.moveaxis(out[k], 0, 1)  # [V, C, ...]
