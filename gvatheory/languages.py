@@ -1,0 +1,183 @@
+"""Synthetic languages with a known generator and an exact validity checker: bounded-depth Dyck and flip-flop.
+
+Each language is a finite-state (or stack) process, so for any prefix the generator's exact
+next-token distribution is known, and a generation of any length can be checked exactly. Sampling,
+checking and the exact probabilities are ``lax.scan``s over positions, vmapped over sequences, so they
+run jitted on model generations.
+
+- ``dyck``: k bracket types, depth at most D. At depth 0 an opening bracket (uniform type); at depth D
+  the closing bracket of the top; otherwise open (probability p_open, uniform type) or close the top.
+  A sequence is valid when every prefix is: no closing bracket that mismatches the top, depth in [0, D].
+- ``flipflop`` (Liu et al. 2023, "Exposing attention glitches with flip-flop language modeling"):
+  pairs (instruction, bit) with instructions w(rite), r(ead), i(gnore); a read must repeat the last
+  written bit, and the first instruction is a write. Tokens: 0 = w, 1 = r, 2 = i, 3 = bit 0, 4 = bit 1.
+
+References: issue 5; Liu, Ash, Goel, Krishnamurthy, Zhang. NeurIPS 2023.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Dyck:
+    """Bounded-depth Dyck language over ``k`` bracket types (tokens 0..k−1 open, k..2k−1 close)."""
+
+    k: int = 2  # bracket types
+    depth: int = 8  # maximum nesting depth D
+    p_open: float = 0.5  # probability of opening when 0 < depth < D
+
+    def __post_init__(self):
+        if int(self.k) != self.k or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k}")
+        if int(self.depth) != self.depth or self.depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {self.depth}")
+        if not 0 < self.p_open < 1:
+            raise ValueError(f"p_open must lie in (0, 1), got {self.p_open}")
+
+    @property
+    def vocab(self) -> int:
+        """Number of token ids."""
+        return 2 * self.k
+
+
+@dataclasses.dataclass(frozen=True)
+class FlipFlop:
+    """Flip-flop language: (instruction, bit) pairs; reads repeat the last written bit."""
+
+    p_write: float = 0.1  # instruction probabilities after the first (a write)
+    p_read: float = 0.1  # the rest is "ignore"; rare writes make long-range dependencies
+
+    def __post_init__(self):
+        if not (0 < self.p_write < 1 and 0 < self.p_read < 1 and self.p_write + self.p_read < 1):
+            raise ValueError(f"need p_write, p_read in (0, 1) with p_write + p_read < 1, got {self.p_write}, {self.p_read}")
+
+    @property
+    def vocab(self) -> int:
+        """Number of token ids."""
+        return 5
+
+
+W, R, I, B0, B1 = range(5)
+
+
+def _dyck_step_probs(lang: Dyck, stack, depth):
+    """Exact next-token distribution [2k] of the Dyck generator at a state (stack [D], depth)."""
+    k = lang.k
+    top = stack[jnp.maximum(depth - 1, 0)]
+    close = jax.nn.one_hot(k + top, 2 * k)
+    open_ = jnp.concatenate([jnp.full(k, 1.0 / k), jnp.zeros(k)])
+    mid = lang.p_open * open_ + (1 - lang.p_open) * close
+    return jnp.where(depth == 0, open_, jnp.where(depth >= lang.depth, close, mid))
+
+
+def _dyck_advance(lang: Dyck, stack, depth, tok):
+    """(stack, depth, ok) after token ``tok``; ok is False on a mismatch, underflow or overflow."""
+    k = lang.k
+    is_open = tok < k
+    top = stack[jnp.maximum(depth - 1, 0)]
+    ok = jnp.where(is_open, depth < lang.depth, (depth > 0) & (top == tok - k))
+    stack = jnp.where(is_open, stack.at[jnp.minimum(depth, lang.depth - 1)].set(tok), stack)
+    depth = jnp.clip(jnp.where(is_open, depth + 1, depth - 1), 0, lang.depth)
+    return stack, depth, ok
+
+
+def _ff_step_probs(lang: FlipFlop, pos, instr, last):
+    """Exact next-token distribution [5] of the flip-flop generator."""
+    instr_p = jnp.where(pos == 0, jax.nn.one_hot(W, 5), jnp.array([lang.p_write, lang.p_read, 1 - lang.p_write - lang.p_read, 0, 0]))
+    bit_p = jnp.where(instr == R, jax.nn.one_hot(B0 + last, 5), jnp.array([0, 0, 0, 0.5, 0.5]))
+    return jnp.where(pos % 2 == 0, instr_p, bit_p)
+
+
+def next_token_probs(lang, tokens):
+    """Exact generator probabilities of each next token given the prefix, [..., L, V] for tokens [..., L].
+
+    Row t is the distribution of token t given tokens 0..t−1 (row 0: the first token). After an invalid
+    token the state is clamped, so rows beyond the first error are not meaningful; use :func:`check`.
+    """
+    return jax.vmap(lambda s: _scan(lang, s)[1])(jnp.atleast_2d(tokens)).reshape(jnp.shape(tokens) + (lang.vocab,))
+
+
+def check(lang, tokens):
+    """Exact validity of sequences [..., L]: returns (valid [...] bool, first_error [...] int, L if none)."""
+    ok = jax.vmap(lambda s: _scan(lang, s)[0])(jnp.atleast_2d(tokens)).reshape(jnp.shape(tokens))
+    first = jnp.where(ok.all(-1), ok.shape[-1], jnp.argmin(ok, -1))
+    return ok.all(-1), first
+
+
+def _scan(lang, seq):
+    """(ok [L], probs [L, V]) along one sequence."""
+    if isinstance(lang, Dyck):
+        def step(carry, tok):
+            stack, depth = carry
+            p = _dyck_step_probs(lang, stack, depth)
+            stack, depth, ok = _dyck_advance(lang, stack, depth, tok)
+            return (stack, depth), (ok, p)
+
+        init = (jnp.zeros(lang.depth, jnp.int32), jnp.array(0, jnp.int32))
+    else:
+        def step(carry, x):
+            pos, instr, last = carry
+            tok = x
+            p = _ff_step_probs(lang, pos, instr, last)
+            ok = p[tok] > 0
+            instr = jnp.where(pos % 2 == 0, tok, instr)
+            last = jnp.where((pos % 2 == 1) & (instr == W), tok - B0, last)
+            return (pos + 1, instr, last), (ok, p)
+
+        init = (jnp.array(0, jnp.int32), jnp.array(W, jnp.int32), jnp.array(0, jnp.int32))
+    _, (ok, p) = jax.lax.scan(step, init, jnp.asarray(seq, jnp.int32))
+    return ok, p
+
+
+def sample(lang, n: int, length: int, *, key) -> jax.Array:
+    """``n`` sequences of ``length`` tokens from the generator, [n, length] int32."""
+    if int(n) != n or n < 1 or int(length) != length or length < 1:
+        raise ValueError(f"n and length must be integers >= 1, got {n}, {length}")
+
+    def one(key):
+        if isinstance(lang, Dyck):
+            def step(carry, k):
+                stack, depth = carry
+                tok = jax.random.categorical(k, jnp.log(_dyck_step_probs(lang, stack, depth)))
+                stack, depth, _ = _dyck_advance(lang, stack, depth, tok)
+                return (stack, depth), tok
+
+            init = (jnp.zeros(lang.depth, jnp.int32), jnp.array(0, jnp.int32))
+        else:
+            def step(carry, k):
+                pos, instr, last = carry
+                tok = jax.random.categorical(k, jnp.log(_ff_step_probs(lang, pos, instr, last)))
+                instr = jnp.where(pos % 2 == 0, tok, instr)
+                last = jnp.where((pos % 2 == 1) & (instr == W), tok - B0, last)
+                return (pos + 1, instr, last), tok
+
+            init = (jnp.array(0, jnp.int32), jnp.array(W, jnp.int32), jnp.array(0, jnp.int32))
+        return jax.lax.scan(step, init, jax.random.split(key, length))[1].astype(jnp.int32)
+
+    return jax.jit(jax.vmap(one))(jax.random.split(key, n))
+
+
+def encode(lang, text: str) -> np.ndarray:
+    """Token ids of a human-readable string: Dyck "([)]" style for k <= 4, flip-flop "w0i1r0"."""
+    if isinstance(lang, Dyck):
+        opens, closes = "([{<"[: lang.k], ")]}>"[: lang.k]
+        if lang.k > 4:
+            raise ValueError("text form is defined for k <= 4")
+        table = {c: i for i, c in enumerate(opens)} | {c: lang.k + i for i, c in enumerate(closes)}
+    else:
+        table = {"w": W, "r": R, "i": I, "0": B0, "1": B1}
+    try:
+        return np.array([table[c] for c in text], np.int32)
+    except KeyError as e:
+        raise ValueError(f"character {e.args[0]!r} is not in the language's alphabet {sorted(table)}") from None
+
+
+def decode(lang, tokens) -> str:
+    """The human-readable string of token ids [L] (inverse of :func:`encode`)."""
+    alphabet = ("([{<"[: lang.k] + ")]}>"[: lang.k]) if isinstance(lang, Dyck) else "wri01"
+    return "".join(alphabet[int(t)] for t in np.asarray(tokens))
