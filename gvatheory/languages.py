@@ -109,28 +109,39 @@ def check(lang, tokens):
     return ok.all(-1), first
 
 
+def _init(lang):
+    """The generator's state before the first token."""
+    if isinstance(lang, Dyck):
+        return (jnp.zeros(lang.depth, jnp.int32), jnp.array(0, jnp.int32))  # stack, depth
+    return (jnp.array(0, jnp.int32), jnp.array(W, jnp.int32), jnp.array(0, jnp.int32))  # position, instruction, last bit
+
+
+def _probs(lang, state):
+    """Exact next-token distribution [V] at ``state``."""
+    return _dyck_step_probs(lang, *state) if isinstance(lang, Dyck) else _ff_step_probs(lang, *state)
+
+
+def _advance(lang, state, tok):
+    """(next state, ok): the one transition shared by the checker and the sampler."""
+    if isinstance(lang, Dyck):
+        stack, depth, ok = _dyck_advance(lang, *state, tok)
+        return (stack, depth), ok
+    pos, instr, last = state
+    ok = _ff_step_probs(lang, pos, instr, last)[tok] > 0
+    instr = jnp.where(pos % 2 == 0, tok, instr)
+    last = jnp.where((pos % 2 == 1) & (instr == W), tok - B0, last)
+    return (pos + 1, instr, last), ok
+
+
 def _scan(lang, seq):
     """(ok [L], probs [L, V]) along one sequence."""
-    if isinstance(lang, Dyck):
-        def step(carry, tok):
-            stack, depth = carry
-            p = _dyck_step_probs(lang, stack, depth)
-            stack, depth, ok = _dyck_advance(lang, stack, depth, tok)
-            return (stack, depth), (ok, p)
 
-        init = (jnp.zeros(lang.depth, jnp.int32), jnp.array(0, jnp.int32))
-    else:
-        def step(carry, x):
-            pos, instr, last = carry
-            tok = x
-            p = _ff_step_probs(lang, pos, instr, last)
-            ok = p[tok] > 0
-            instr = jnp.where(pos % 2 == 0, tok, instr)
-            last = jnp.where((pos % 2 == 1) & (instr == W), tok - B0, last)
-            return (pos + 1, instr, last), (ok, p)
+    def step(state, tok):
+        p = _probs(lang, state)
+        state, ok = _advance(lang, state, tok)
+        return state, (ok, p)
 
-        init = (jnp.array(0, jnp.int32), jnp.array(W, jnp.int32), jnp.array(0, jnp.int32))
-    _, (ok, p) = jax.lax.scan(step, init, jnp.asarray(seq, jnp.int32))
+    _, (ok, p) = jax.lax.scan(step, _init(lang), jnp.asarray(seq, jnp.int32))
     return ok, p
 
 
@@ -140,24 +151,11 @@ def sample(lang, n: int, length: int, *, key) -> jax.Array:
         raise ValueError(f"n and length must be integers >= 1, got {n}, {length}")
 
     def one(key):
-        if isinstance(lang, Dyck):
-            def step(carry, k):
-                stack, depth = carry
-                tok = jax.random.categorical(k, jnp.log(_dyck_step_probs(lang, stack, depth)))
-                stack, depth, _ = _dyck_advance(lang, stack, depth, tok)
-                return (stack, depth), tok
+        def step(state, k):
+            tok = jax.random.categorical(k, jnp.log(_probs(lang, state))).astype(jnp.int32)
+            return _advance(lang, state, tok)[0], tok
 
-            init = (jnp.zeros(lang.depth, jnp.int32), jnp.array(0, jnp.int32))
-        else:
-            def step(carry, k):
-                pos, instr, last = carry
-                tok = jax.random.categorical(k, jnp.log(_ff_step_probs(lang, pos, instr, last)))
-                instr = jnp.where(pos % 2 == 0, tok, instr)
-                last = jnp.where((pos % 2 == 1) & (instr == W), tok - B0, last)
-                return (pos + 1, instr, last), tok
-
-            init = (jnp.array(0, jnp.int32), jnp.array(W, jnp.int32), jnp.array(0, jnp.int32))
-        return jax.lax.scan(step, init, jax.random.split(key, length))[1].astype(jnp.int32)
+        return jax.lax.scan(step, _init(lang), jax.random.split(key, length))[1]
 
     return jax.jit(jax.vmap(one))(jax.random.split(key, n))
 
