@@ -1,4 +1,4 @@
-"""Synthetic languages with a known generator and an exact validity checker: bounded-depth Dyck and flip-flop.
+"""Synthetic languages with a known generator and an exact validity checker: Dyck, flip-flop, random automaton.
 
 Each language is a finite-state (or stack) process, so for any prefix the generator's exact
 next-token distribution is known, and a generation of any length can be checked exactly. Sampling,
@@ -11,12 +11,18 @@ run jitted on model generations.
 - ``flipflop`` (Liu et al. 2023, "Exposing attention glitches with flip-flop language modeling"):
   pairs (instruction, bit) with instructions w(rite), r(ead), i(gnore); a read must repeat the last
   written bit, and the first instruction is a write. Tokens: 0 = w, 1 = r, 2 = i, 3 = bit 0, 4 = bit 1.
+- ``automaton``: a random probabilistic automaton whose state is the last ``order`` tokens; each state
+  allows ``n_allowed`` of the ``vocab`` tokens (drawn once from ``seed``), uniformly. The first
+  ``order`` tokens are uniform. A sequence is valid when it never takes a forbidden transition, so a
+  model's validity over H tokens is Π(1 − forbidden mass): exponentially sensitive to a mass that
+  barely moves the loss.
 
 References: issue 5; Liu, Ash, Goel, Krishnamurthy, Zhang. NeurIPS 2023.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +68,44 @@ class FlipFlop:
         return 5
 
 
+@dataclasses.dataclass(frozen=True)
+class Automaton:
+    """Random order-k Markov language with forbidden transitions (a probabilistic finite automaton)."""
+
+    vocab_size: int = 8  # tokens
+    order: int = 2  # the state is the last `order` tokens
+    n_allowed: int = 3  # tokens allowed after each state (uniform among them)
+    seed: int = 0  # draws the allowed sets
+
+    def __post_init__(self):
+        for f in ("vocab_size", "order", "n_allowed"):
+            v = getattr(self, f)
+            if int(v) != v or v < 1:
+                raise ValueError(f"{f} must be an integer >= 1, got {v}")
+        if not self.n_allowed <= self.vocab_size:
+            raise ValueError(f"n_allowed ({self.n_allowed}) must be <= vocab_size ({self.vocab_size})")
+        if self.vocab_size**self.order > 1 << 20:
+            raise ValueError(f"vocab_size ** order = {self.vocab_size ** self.order} states is too many (max 2^20)")
+
+    @property
+    def vocab(self) -> int:
+        """Number of token ids."""
+        return self.vocab_size
+
+    def table(self) -> np.ndarray:
+        """Transition probabilities [vocab^order, vocab]; row s is the state whose last tokens read s in base vocab."""
+        return _automaton_table(self.vocab_size, self.order, self.n_allowed, self.seed)
+
+
+@functools.cache
+def _automaton_table(V: int, k: int, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    T = np.zeros((V**k, V), np.float32)
+    for s in range(V**k):
+        T[s, rng.choice(V, n, replace=False)] = 1.0 / n
+    return T
+
+
 W, R, I, B0, B1 = range(5)
 
 
@@ -99,18 +143,22 @@ def next_token_probs(lang, tokens):
     Row t is the distribution of token t given tokens 0..t−1 (row 0: the first token). After an invalid
     token the state is clamped, so rows beyond the first error are not meaningful; use :func:`check`.
     """
-    return jax.vmap(lambda s: _scan(lang, s)[1])(jnp.atleast_2d(tokens)).reshape(jnp.shape(tokens) + (lang.vocab,))
+    flat = jnp.reshape(jnp.asarray(tokens), (-1, jnp.shape(tokens)[-1]))
+    return jax.vmap(lambda s: _scan(lang, s)[1])(flat).reshape(jnp.shape(tokens) + (lang.vocab,))
 
 
 def check(lang, tokens):
     """Exact validity of sequences [..., L]: returns (valid [...] bool, first_error [...] int, L if none)."""
-    ok = jax.vmap(lambda s: _scan(lang, s)[0])(jnp.atleast_2d(tokens)).reshape(jnp.shape(tokens))
+    flat = jnp.reshape(jnp.asarray(tokens), (-1, jnp.shape(tokens)[-1]))
+    ok = jax.vmap(lambda s: _scan(lang, s)[0])(flat).reshape(jnp.shape(tokens))
     first = jnp.where(ok.all(-1), ok.shape[-1], jnp.argmin(ok, -1))
     return ok.all(-1), first
 
 
 def _init(lang):
     """The generator's state before the first token."""
+    if isinstance(lang, Automaton):
+        return (jnp.array(0, jnp.int32), jnp.array(0, jnp.int32))  # position, state index (last tokens in base V)
     if isinstance(lang, Dyck):
         return (jnp.zeros(lang.depth, jnp.int32), jnp.array(0, jnp.int32))  # stack, depth
     return (jnp.array(0, jnp.int32), jnp.array(W, jnp.int32), jnp.array(0, jnp.int32))  # position, instruction, last bit
@@ -118,11 +166,18 @@ def _init(lang):
 
 def _probs(lang, state):
     """Exact next-token distribution [V] at ``state``."""
+    if isinstance(lang, Automaton):
+        pos, idx = state
+        return jnp.where(pos < lang.order, jnp.full(lang.vocab, 1.0 / lang.vocab), jnp.asarray(lang.table())[idx])
     return _dyck_step_probs(lang, *state) if isinstance(lang, Dyck) else _ff_step_probs(lang, *state)
 
 
 def _advance(lang, state, tok):
     """(next state, ok): the one transition shared by the checker and the sampler."""
+    if isinstance(lang, Automaton):
+        pos, idx = state
+        ok = _probs(lang, state)[tok] > 0
+        return (pos + 1, (idx * lang.vocab + tok) % (lang.vocab**lang.order)), ok
     if isinstance(lang, Dyck):
         stack, depth, ok = _dyck_advance(lang, *state, tok)
         return (stack, depth), ok
@@ -161,8 +216,10 @@ def sample(lang, n: int, length: int, *, key) -> jax.Array:
 
 
 def encode(lang, text: str) -> np.ndarray:
-    """Token ids of a human-readable string: Dyck "([)]" style for k <= 4, flip-flop "w0i1r0"."""
-    if isinstance(lang, Dyck):
+    """Token ids of a human-readable string: Dyck "([)]" style for k <= 4, flip-flop "w0i1r0", automaton "abc"."""
+    if isinstance(lang, Automaton):
+        table = {c: i for i, c in enumerate(_letters(lang))}
+    elif isinstance(lang, Dyck):
         opens, closes = "([{<"[: lang.k], ")]}>"[: lang.k]
         if lang.k > 4:
             raise ValueError("text form is defined for k <= 4")
@@ -177,5 +234,17 @@ def encode(lang, text: str) -> np.ndarray:
 
 def decode(lang, tokens) -> str:
     """The human-readable string of token ids [L] (inverse of :func:`encode`)."""
-    alphabet = ("([{<"[: lang.k] + ")]}>"[: lang.k]) if isinstance(lang, Dyck) else "wri01"
+    if isinstance(lang, Automaton):
+        alphabet = _letters(lang)
+    else:
+        alphabet = ("([{<"[: lang.k] + ")]}>"[: lang.k]) if isinstance(lang, Dyck) else "wri01"
     return "".join(alphabet[int(t)] for t in np.asarray(tokens))
+
+
+def _letters(lang: Automaton) -> str:
+    if lang.vocab_size > 26:
+        raise ValueError("text form is defined for vocab_size <= 26")
+    return "abcdefghijklmnopqrstuvwxyz"[: lang.vocab_size]
+
+
+LANGUAGES = (Automaton, Dyck, FlipFlop)  # the language classes every function here accepts

@@ -26,7 +26,7 @@ def test_known_strings(lang, text, valid, first_error):
     assert lg.decode(lang, lg.encode(lang, text)) == text
 
 
-@pytest.mark.parametrize("lang", [lg.Dyck(k=3, depth=5, p_open=0.6), lg.FlipFlop(p_write=0.2, p_read=0.3)])
+@pytest.mark.parametrize("lang", [lg.Dyck(k=3, depth=5, p_open=0.6), lg.FlipFlop(p_write=0.2, p_read=0.3), lg.Automaton(vocab_size=5, order=2, n_allowed=3)])
 def test_samples_are_valid_and_probabilities_exact(lang):
     seqs = lg.sample(lang, 400, 64, key=jax.random.key(0))
     ok, _ = lg.check(lang, seqs)
@@ -69,3 +69,21 @@ def test_invalid_parameters():
         lg.encode(lg.FlipFlop(), "w2")
     with pytest.raises(ValueError, match="length"):
         lg.sample(lg.FlipFlop(), 2, 0, key=jax.random.key(0))
+
+
+def test_automaton_table_and_known_strings():
+    lang = lg.Automaton(vocab_size=4, order=2, n_allowed=2, seed=3)
+    T = lang.table()
+    assert T.shape == (16, 4) and np.all((T > 0).sum(1) == 2) and np.allclose(T.sum(1), 1.0)
+    # walk the table by hand (state = 4 * previous + current token): a valid string, then a forbidden step
+    seq = [1, 2]
+    for _ in range(20):
+        seq.append(int(np.flatnonzero(T[4 * seq[-2] + seq[-1]])[-1]))
+    ok, first = lg.check(lang, np.array(seq))
+    assert bool(ok) and int(first) == len(seq)
+    bad = seq[:10] + [int(np.flatnonzero(T[4 * seq[8] + seq[9]] == 0)[0])]
+    ok, first = lg.check(lang, np.array(bad))
+    assert not bool(ok) and int(first) == 10
+    assert lg.decode(lang, lg.encode(lang, "abca")) == "abca"
+    with pytest.raises(ValueError, match="n_allowed"):
+        lg.Automaton(vocab_size=3, n_allowed=4)
