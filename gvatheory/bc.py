@@ -47,6 +47,10 @@ class BCConfig:
     batch_size: int = 64  # minibatch size (with replacement)
     steps: int = 20_000  # training steps
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 (SGD)
+    grad_clip: float = 0.0  # clip each minibatch gradient to this global norm (0 = off)
+    dropout: float = 0.0  # inverted dropout on hidden activations during training (evaluation is deterministic)
+    state_noise: float = 0.0  # std of Gaussian noise added to each minibatch's normalised states, labels kept
+    init_seed: int | None = None  # if set, the initialisation comes from this seed and the run key only orders minibatches
     # averaging
     ema_decay: float = 0.999  # the EMA evaluated next to the raw iterate
     bema: bool = False  # also evaluate BEMA (Block & Zhang defaults)
@@ -75,6 +79,12 @@ class BCConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.action_noise < 0 or self.weight_decay < 0 or self.fail_cost < 0:
             raise ValueError("action_noise, weight_decay and fail_cost must be >= 0")
+        if self.grad_clip < 0 or self.state_noise < 0:
+            raise ValueError(f"grad_clip and state_noise must be >= 0, got {self.grad_clip}, {self.state_noise}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.init_seed is not None:
+            require_ints(self, ("init_seed",), minimum=0)
         if self.start_scale <= 0:
             raise ValueError(f"start_scale must be > 0, got {self.start_scale}")
         if not 0 <= self.ema_decay < 1:
@@ -118,8 +128,10 @@ def demonstrations(cfg: BCConfig) -> dict:
 def _optimizer(cfg: BCConfig):
     lr = sgd.make_schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.decay_steps)
     if cfg.optimizer == "adam":
-        return optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
-    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr)) if cfg.weight_decay else optax.sgd(lr)
+        opt = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
+    else:
+        opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr)) if cfg.weight_decay else optax.sgd(lr)
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
 
 
 class Evaluator(NamedTuple):
@@ -193,15 +205,32 @@ def make_run(cfg: BCConfig, progress=None):
         top = jnp.linalg.eigvalsh(gram)[::-1][:5]
         return jnp.trace(gram), jnp.pad(top, (0, 5 - top.shape[0]))
 
+    norm = ev.norm
+
+    def train_loss(params, x, u, key):
+        # the training objective: the BC loss with the configured state noise and dropout (both off by default)
+        k_noise, k_drop = jax.random.split(key)
+        z = (x - norm.x_mean) / norm.x_std
+        if cfg.state_noise:
+            z = z + cfg.state_noise * jax.random.normal(k_noise, z.shape)
+        pred = policies.apply(pcfg, params, z, dropout=cfg.dropout, key=k_drop if cfg.dropout else None)
+        return jnp.mean(jnp.sum((pred - (u - norm.u_mean) / norm.u_std) ** 2, -1))
+
     def run(key):
         k_init, k_data = jax.random.split(key)
+        if cfg.init_seed is not None:
+            k_init = jax.random.split(jax.random.key(cfg.init_seed))[0]
         params = policies.init(pcfg, system.n, system.m, key=k_init)
         state = (params, opt.init(params), {k: a.init(params) for k, a in avgs.items()})
 
         def train_step(state, t):
             params, opt_state, avg = state
-            idx = jax.random.randint(jax.random.fold_in(k_data, t), (cfg.batch_size,), 0, X.shape[0])
-            loss, g = jax.value_and_grad(loss_fn)(params, X[idx], U[idx])
+            k_t = jax.random.fold_in(k_data, t)
+            idx = jax.random.randint(k_t, (cfg.batch_size,), 0, X.shape[0])
+            if cfg.state_noise or cfg.dropout:
+                loss, g = jax.value_and_grad(train_loss)(params, X[idx], U[idx], jax.random.fold_in(k_t, 1))
+            else:
+                loss, g = jax.value_and_grad(loss_fn)(params, X[idx], U[idx])
             upd, opt_state = opt.update(g, opt_state, params)
             params = optax.apply_updates(params, upd)
             avg = {k: avgs[k].update(s, params) for k, s in avg.items()}
@@ -307,7 +336,12 @@ def main(argv=None) -> int:
         if k not in fields or k == "policy":
             p.error(f"unknown or unsupported field {k!r}; fields: {sorted(set(fields) - {'policy'})}")
         cur = getattr(cfg, k)
-        over[k] = (v.lower() in ("1", "true", "yes")) if isinstance(cur, bool) else type(cur)(v)
+        if isinstance(cur, bool):
+            over[k] = v.lower() in ("1", "true", "yes")
+        elif cur is None:  # optional integer fields (init_seed)
+            over[k] = None if v.lower() == "none" else int(v)
+        else:
+            over[k] = type(cur)(v)
     try:
         cfg = dataclasses.replace(cfg, **over)
     except ValueError as e:

@@ -62,20 +62,35 @@ def init(cfg: PolicyConfig, n_in: int, n_out: int, *, key) -> dict:
     return {"inp": _dense(keys[0], n_in, cfg.width), "blocks": blocks, "out": _dense(keys[-1], cfg.width, n_out)}
 
 
-def apply(cfg: PolicyConfig, params: dict, x):
-    """Network output for normalised inputs x [..., n_in] -> [..., n_out]."""
+def apply(cfg: PolicyConfig, params: dict, x, *, dropout: float = 0.0, key=None):
+    """Network output for normalised inputs x [..., n_in] -> [..., n_out].
+
+    With ``dropout`` > 0 and a ``key`` (training only), each hidden activation (mlp) or residual branch
+    (resmlp) is zeroed with probability ``dropout`` and the rest scaled by 1 / (1 − dropout) (inverted
+    dropout: the expected output equals the deterministic one's input to the next layer).
+    """
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
     act = ACTIVATIONS[cfg.activation]
     lin = lambda p, h: h @ p["w"] + p["b"]
+    n_layers = len(params["hidden"]) if cfg.arch == "mlp" else len(params["blocks"])
+    keys = jax.random.split(key, n_layers) if (dropout > 0 and key is not None) else [None] * n_layers
+
+    def drop(h, k):
+        if k is None:
+            return h
+        return jnp.where(jax.random.bernoulli(k, 1.0 - dropout, h.shape), h / (1.0 - dropout), 0.0)
+
     if cfg.arch == "mlp":
         h = x
-        for p in params["hidden"]:
-            h = act(lin(p, h))
+        for p, k in zip(params["hidden"], keys):
+            h = drop(act(lin(p, h)), k)
         return lin(params["out"], h)
     h = lin(params["inp"], x)
-    for blk in params["blocks"]:
+    for blk, k in zip(params["blocks"], keys):
         mu = h.mean(-1, keepdims=True)
         z = (h - mu) / jnp.sqrt(((h - mu) ** 2).mean(-1, keepdims=True) + 1e-5) * blk["ln"]["g"] + blk["ln"]["b"]
-        h = h + act(lin(blk["fc"], z))
+        h = h + drop(act(lin(blk["fc"], z)), k)
     return lin(params["out"], h)
 
 
