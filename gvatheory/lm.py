@@ -358,14 +358,17 @@ def run(cfg: LMConfig, seed: int = 0, *, progress: bool = True) -> dict:
     """
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    parts = (cfg, seed) if cfg.text_file is None else (cfg, seed, _file_digest(cfg.text_file))
-    return cached("lm", lambda: _train(cfg, seed, progress), *parts)
+    return cached("lm", lambda: _train(cfg, seed, progress), *_key_parts(cfg, seed))
 
 
 def is_cached(cfg: LMConfig, seed: int) -> bool:
     """Whether :func:`run` would load (cfg, seed) from the cache."""
-    parts = (cfg, seed) if cfg.text_file is None else (cfg, seed, _file_digest(cfg.text_file))
-    return (cache_dir() / f"{key_of('lm', *parts)}.npz").exists()
+    return (cache_dir() / f"{key_of('lm', *_key_parts(cfg, seed))}.npz").exists()
+
+
+def _key_parts(cfg: LMConfig, seed: int) -> tuple:
+    # a text run also depends on the file's contents, not only on its path
+    return (cfg, seed) if cfg.text_file is None else (cfg, seed, _file_digest(cfg.text_file))
 
 
 PRESETS = {
