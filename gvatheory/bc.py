@@ -11,6 +11,7 @@ References: PAPER.md claims 1 and 5 (GVA in behavior cloning; EMA removes it).
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -44,7 +45,7 @@ class BCConfig:
     lr: float = 1e-3  # (initial) learning rate
     schedule: str = "constant"  # constant | cosine | exponential | inverse_time | step (gvatheory.sgd.make_schedule)
     decay_steps: int = 1000  # time scale of the exponential / inverse_time schedules
-    batch_size: int = 64  # minibatch size (with replacement)
+    batch_size: int = 64  # minibatch size (with replacement); 0 = full-batch gradient descent on all training pairs
     steps: int = 20_000  # training steps
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 (SGD)
     grad_clip: float = 0.0  # clip each minibatch gradient to this global norm (0 = off)
@@ -67,8 +68,8 @@ class BCConfig:
     def __post_init__(self):
         if self.system not in systems.SYSTEMS:
             raise ValueError(f"system must be one of {sorted(systems.SYSTEMS)}, got {self.system!r}")
-        require_ints(self, ("n_demos", "n_val", "demo_horizon", "batch_size", "steps", "eval_every", "n_eval", "horizon", "decay_steps"))
-        require_ints(self, ("eval_start", "grad_samples"), minimum=0)
+        require_ints(self, ("n_demos", "n_val", "demo_horizon", "steps", "eval_every", "n_eval", "horizon", "decay_steps"))
+        require_ints(self, ("eval_start", "grad_samples", "batch_size"), minimum=0)
         if (self.steps - self.eval_start) % self.eval_every or self.eval_start >= self.steps:
             raise ValueError(f"steps - eval_start ({self.steps - self.eval_start}) must be a positive multiple of eval_every ({self.eval_every})")
         if self.optimizer not in ("adam", "sgd"):
@@ -99,6 +100,16 @@ class BCConfig:
     def variants(self) -> tuple[str, ...]:
         """The iterates evaluated at each checkpoint."""
         return ("raw", "ema") + (("bema",) if self.bema else ()) + tuple(n for n, _ in self.extra_averages)
+
+    @property
+    def examples_per_step(self) -> int:
+        """State-action pairs whose gradient one training step evaluates (the whole set for full batch)."""
+        return self.batch_size or self.n_demos * self.demo_horizon
+
+    @property
+    def grad_evals(self) -> int:
+        """Per-example gradient evaluations of the whole run: the compute axis of the ablations."""
+        return self.steps * self.examples_per_step
 
     @property
     def checkpoints(self) -> np.ndarray:
@@ -182,7 +193,8 @@ def make_run(cfg: BCConfig, progress=None):
     top eigenvalues of the per-example gradient covariance at the raw iterate (divide by the batch size
     for the minibatch-gradient covariance). Also ``expert_ret`` [N] (the expert's rollouts),
     ``final_params`` [V, P] (flat; :func:`unravel` restores the pytree) and, with ``store_params``,
-    ``params`` [V, C, P] at every checkpoint.
+    ``params`` [V, C, P] at every checkpoint; ``wall_s``: seconds the compiled run took (compilation
+    excluded; a cached result keeps the time of the machine that computed it).
     """
     ev = make_evaluator(cfg)
     system, d, loss_fn, evaluate = ev.system, ev.data, ev.loss, ev.evaluate
@@ -226,11 +238,15 @@ def make_run(cfg: BCConfig, progress=None):
         def train_step(state, t):
             params, opt_state, avg = state
             k_t = jax.random.fold_in(k_data, t)
-            idx = jax.random.randint(k_t, (cfg.batch_size,), 0, X.shape[0])
+            if cfg.batch_size:
+                idx = jax.random.randint(k_t, (cfg.batch_size,), 0, X.shape[0])
+                x, u = X[idx], U[idx]
+            else:  # full-batch gradient descent: no sampling noise at all
+                x, u = X, U
             if cfg.state_noise or cfg.dropout:
-                loss, g = jax.value_and_grad(train_loss)(params, X[idx], U[idx], jax.random.fold_in(k_t, 1))
+                loss, g = jax.value_and_grad(train_loss)(params, x, u, jax.random.fold_in(k_t, 1))
             else:
-                loss, g = jax.value_and_grad(loss_fn)(params, X[idx], U[idx])
+                loss, g = jax.value_and_grad(loss_fn)(params, x, u)
             upd, opt_state = opt.update(g, opt_state, params)
             params = optax.apply_updates(params, upd)
             avg = {k: avgs[k].update(s, params) for k, s in avg.items()}
@@ -248,11 +264,9 @@ def make_run(cfg: BCConfig, progress=None):
             state, losses = jax.lax.scan(train_step, state, t0 + jnp.arange(cfg.eval_every))
             now = variants(state)
             out = {"train_loss": losses.mean()}
-            evals = [evaluate(now[v]) for v in cfg.variants]
-            out["val_loss"] = jnp.stack([e[0] for e in evals])
-            out["expert_gap"] = jnp.stack([e[1] for e in evals])
-            out["ret"] = jnp.stack([e[2] for e in evals])
-            out["failed"] = jnp.stack([e[3] for e in evals])
+            # all variants rolled out at once: one vmapped rollout, so compile time does not grow with V
+            stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[now[v] for v in cfg.variants])
+            out["val_loss"], out["expert_gap"], out["ret"], out["failed"] = jax.vmap(evaluate)(stacked)
             out["dparam"] = jnp.stack(
                 [jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(now[v]), jax.tree.leaves(prev[v])))) for v in cfg.variants]
             )
@@ -272,9 +286,14 @@ def make_run(cfg: BCConfig, progress=None):
         return out
 
     jitted = jax.jit(run)
+    compiled = []
 
     def run_and_annotate(key):
-        out = {k: np.asarray(v) for k, v in jitted(key).items()}
+        if not compiled:  # compile once, outside the timed call
+            compiled.append(jitted.lower(key).compile())
+        t0 = time.perf_counter()
+        out = {k: np.asarray(v) for k, v in compiled[0](key).items()}
+        out["wall_s"] = np.asarray(time.perf_counter() - t0)  # execution only, this machine
         out["steps"] = cfg.checkpoints
         out["expert_ret"] = np.asarray(expert_ret)
         return out

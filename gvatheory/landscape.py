@@ -16,12 +16,12 @@ from gvatheory import bc
 
 
 def directions(cfg: bc.BCConfig, flat_params, *, key) -> dict:
-    """Unit directions in flat parameter space at θ: a minibatch gradient ("sgd") and a Gaussian ("random")."""
+    """Unit directions in flat parameter space at θ: a minibatch gradient ("sgd"; the full gradient if ``cfg.batch_size`` is 0) and a Gaussian ("random")."""
     ev = bc.make_evaluator(cfg)
     params = bc.unravel(cfg, flat_params)
     X, U = jnp.asarray(ev.data["X"]), jnp.asarray(ev.data["U"])
     k1, k2 = jax.random.split(key)
-    idx = jax.random.randint(k1, (cfg.batch_size,), 0, X.shape[0])
+    idx = jax.random.randint(k1, (cfg.batch_size,), 0, X.shape[0]) if cfg.batch_size else jnp.arange(X.shape[0])
     g = jax.flatten_util.ravel_pytree(jax.grad(ev.loss)(params, X[idx], U[idx]))[0]
     r = jax.random.normal(k2, g.shape)
     return {"sgd": np.asarray(g / jnp.linalg.norm(g)), "random": np.asarray(r / jnp.linalg.norm(r))}
