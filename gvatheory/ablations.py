@@ -57,7 +57,7 @@ SNAPSHOTS = ("snap σ=0.05", "snap σ=0.10")
 # full-batch gradient descent included, fit in the 12-minute budget of notebooks 07–09 on 2 CPU cores.
 _QUICK = bc.BCConfig(
     n_demos=64, demo_horizon=125, policy=policies.PolicyConfig(width=64), steps=10_000, eval_every=250, eval_start=2000,
-    n_eval=32, horizon=1000, bema=True, extra_averages=EMA_SUITE, store_params=True,
+    n_eval=32, horizon=1000, bema=True, extra_averages=EMA_SUITE, store_params=SNAPSHOTS + ("ema",),
 )
 BASE = {
     "smoke": dataclasses.replace(
@@ -191,7 +191,7 @@ def posthoc_params(cfg: bc.BCConfig, out: dict, target: AveragingConfig, at: int
     """The flat parameters of the ``target`` average after checkpoint ``at``, rebuilt from stored snapshots.
 
     The snapshots are the averages named in ``snapshots`` (tracked by ``cfg``), read at every checkpoint
-    up to ``at`` (``out["params"]``, so ``cfg.store_params`` must be on); their exact weights over the
+    up to ``at`` (``out["params"]``, so ``cfg.store_params`` must include them); their exact weights over the
     iterates θ_0..θ_T (:func:`gvatheory.posthoc.weights`) are combined to match the target's in least
     squares (Karras et al. 2024). Returns (flat parameters [P], relative residual of the weight match).
     """
@@ -199,7 +199,10 @@ def posthoc_params(cfg: bc.BCConfig, out: dict, target: AveragingConfig, at: int
         raise ValueError("the run has no stored parameters: train it with store_params=True")
     steps = out["steps"][: at + 1]
     T = int(steps[-1])
-    idx = [cfg.variants.index(s) for s in snapshots]
+    missing = set(snapshots) - set(cfg.stored)
+    if missing:
+        raise ValueError(f"snapshots {sorted(missing)} were not stored by this run; it stored {cfg.stored}")
+    idx = [cfg.stored.index(s) for s in snapshots]
     confs = dict(cfg.extra_averages)
     W = posthoc.snapshot_weights([confs[s] for s in snapshots for _ in steps], [int(t) for _ in snapshots for t in steps], T)
     c, resid = posthoc.solve(W, posthoc.weights(target, T))

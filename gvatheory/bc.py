@@ -56,7 +56,7 @@ class BCConfig:
     ema_decay: float = 0.999  # the EMA evaluated next to the raw iterate
     bema: bool = False  # also evaluate BEMA (Block & Zhang defaults)
     extra_averages: tuple = ()  # more (name, AveragingConfig) pairs tracked and evaluated in the same run
-    store_params: bool = False  # keep every variant's flat parameters at every checkpoint (for post-hoc EMA)
+    store_params: bool | tuple = False  # keep flat parameters at every checkpoint (post-hoc EMA): True = every variant, or a tuple of variant names
     # evaluation
     eval_every: int = 200  # steps between checkpoints
     eval_start: int = 0  # first checkpoint at eval_start + eval_every (dense windows: eval_every = 1)
@@ -95,11 +95,20 @@ class BCConfig:
             raise ValueError(f"extra_averages names must be unique and not raw/ema/bema, got {names}")
         if not all(isinstance(c, averaging.AveragingConfig) for _, c in self.extra_averages):
             raise ValueError("extra_averages must hold (name, AveragingConfig) pairs")
+        if not isinstance(self.store_params, bool) and (not isinstance(self.store_params, tuple) or not set(self.store_params) <= set(self.variants)):
+            raise ValueError(f"store_params must be a bool or a tuple of tracked variant names {self.variants}, got {self.store_params!r}")
 
     @property
     def variants(self) -> tuple[str, ...]:
         """The iterates evaluated at each checkpoint."""
         return ("raw", "ema") + (("bema",) if self.bema else ()) + tuple(n for n, _ in self.extra_averages)
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """The variants whose parameters ``store_params`` keeps at every checkpoint (rows of ``out["params"]``)."""
+        if self.store_params is True:
+            return self.variants
+        return tuple(self.store_params) if self.store_params else ()
 
     @property
     def examples_per_step(self) -> int:
@@ -193,7 +202,7 @@ def make_run(cfg: BCConfig, progress=None):
     top eigenvalues of the per-example gradient covariance at the raw iterate (divide by the batch size
     for the minibatch-gradient covariance). Also ``expert_ret`` [N] (the expert's rollouts),
     ``final_params`` [V, P] (flat; :func:`unravel` restores the pytree) and, with ``store_params``,
-    ``params`` [V, C, P] at every checkpoint; ``wall_s``: seconds the compiled run took (compilation
+    ``params`` [S, C, P] at every checkpoint for the S variants of ``cfg.stored``; ``wall_s``: seconds the compiled run took (compilation
     excluded; a cached result keeps the time of the machine that computed it).
     """
     ev = make_evaluator(cfg)
@@ -272,8 +281,8 @@ def make_run(cfg: BCConfig, progress=None):
             )
             if cfg.grad_samples:
                 out["grad_trace"], out["grad_top"] = grad_stats(state[0], jax.random.fold_in(k_data, -1 - c))
-            if cfg.store_params:
-                out["params"] = jnp.stack([jax.flatten_util.ravel_pytree(now[v])[0] for v in cfg.variants])
+            if cfg.stored:
+                out["params"] = jnp.stack([jax.flatten_util.ravel_pytree(now[v])[0] for v in cfg.stored])
             if progress is not None:
                 jax.debug.callback(progress, c)
             return (state, now), out
@@ -281,7 +290,7 @@ def make_run(cfg: BCConfig, progress=None):
         (state, last), out = jax.lax.scan(block, (state, variants(state)), jnp.arange(n_blocks))
         # final parameters of each variant, flattened (unravel() restores the pytree)
         out["final_params"] = jnp.stack([jax.flatten_util.ravel_pytree(last[v])[0] for v in cfg.variants])
-        for k in ("val_loss", "expert_gap", "ret", "failed", "dparam") + (("params",) if cfg.store_params else ()):
+        for k in ("val_loss", "expert_gap", "ret", "failed", "dparam") + (("params",) if cfg.stored else ()):
             out[k] = jnp.moveaxis(out[k], 0, 1)  # [V, C, ...]
         return out
 

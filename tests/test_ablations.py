@@ -85,7 +85,7 @@ def test_posthoc_rebuilds_a_stored_average_exactly(smoke):
     for name in A.SNAPSHOTS:
         flat, resid = A.posthoc_params(cfg, out, conf[name], C - 1)
         assert resid < 1e-6
-        np.testing.assert_allclose(flat, out["params"][cfg.variants.index(name), C - 1], atol=1e-4)
+        np.testing.assert_allclose(flat, out["params"][cfg.stored.index(name), C - 1], atol=1e-4)
 
 
 def test_posthoc_rebuild_error_is_bounded_by_the_weight_residual():
@@ -97,10 +97,10 @@ def test_posthoc_rebuild_error_is_bounded_by_the_weight_residual():
     T, P = int(cfg.checkpoints[-1]), 5
     theta = np.cumsum(np.random.default_rng(0).normal(size=(T + 1, P)), 0)
     conf = dict(cfg.extra_averages)
-    params = np.zeros((len(cfg.variants), len(cfg.checkpoints), P))
+    params = np.zeros((len(cfg.stored), len(cfg.checkpoints), P))
     for name in A.SNAPSHOTS:
         for c, t in enumerate(cfg.checkpoints):
-            params[cfg.variants.index(name), c] = posthoc.weights(conf[name], int(t)) @ theta[: t + 1]
+            params[cfg.stored.index(name), c] = posthoc.weights(conf[name], int(t)) @ theta[: t + 1]
     out = dict(steps=cfg.checkpoints, params=params)
     for decay in (0.9, 0.95, 0.98):
         target = AveragingConfig(decay=decay)
@@ -116,6 +116,18 @@ def test_vmapped_evaluation_matches_evaluating_each_variant(smoke):
     """The run rolls all variants out in one vmap; re-evaluating the stored parameters one by one agrees."""
     cfg, out = smoke
     ev = A.evaluate_flat(cfg, out["params"][:, -1])
-    np.testing.assert_array_equal(ev["failed"], out["failed"][:, -1])
-    np.testing.assert_allclose(ev["ret"], out["ret"][:, -1], rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(ev["val_loss"], out["val_loss"][:, -1], rtol=1e-5)
+    rows = [cfg.variants.index(v) for v in cfg.stored]
+    np.testing.assert_array_equal(ev["failed"], out["failed"][rows, -1])
+    np.testing.assert_allclose(ev["ret"], out["ret"][rows, -1], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(ev["val_loss"], out["val_loss"][rows, -1], rtol=1e-5)
+
+
+def test_store_params_keeps_only_the_named_variants(smoke):
+    cfg, out = smoke
+    rows = [cfg.variants.index(v) for v in cfg.stored]
+    assert cfg.stored == A.SNAPSHOTS + ("ema",) and out["params"].shape[:2] == (len(cfg.stored), len(cfg.checkpoints))
+    np.testing.assert_allclose(out["params"][:, -1], out["final_params"][rows], rtol=1e-6)
+    with pytest.raises(ValueError, match="store_params"):
+        dataclasses.replace(cfg, store_params=("no such average",))
+    with pytest.raises(ValueError, match="not stored"):
+        A.posthoc_params(dataclasses.replace(cfg, store_params=("ema",)), out, AveragingConfig(decay=0.9), 0)
