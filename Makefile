@@ -30,7 +30,7 @@ figures: $(STAMP)
 	$(PY) -m gvatheory.execute --scale $(SCALE) --seed $(SEED) $(if $(NB),--only $(NB),)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
