@@ -55,3 +55,15 @@ def savefig(fig, name: str, *, fig_dir, data: dict | None = None, data_dir=None)
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         np.savez(Path(data_dir) / f"{name}.npz", **{k: np.asarray(v) for k, v in data.items()})
     return fig_dir / f"{name}.png"
+
+
+def markdown_table(head, rows, digits: int = 3) -> str:
+    """A Markdown table for ``IPython.display.Markdown``: floats to ``digits`` significant digits, NaN as "—"."""
+
+    def fmt(x):
+        if isinstance(x, (float, np.floating)):
+            return "—" if np.isnan(x) else f"{x:.{digits}g}"
+        return str(x)
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(fmt(x) for x in r) + " |" for r in rows])

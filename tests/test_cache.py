@@ -31,3 +31,10 @@ def test_hit_miss_and_refresh(tmp_path, monkeypatch):
     assert len(calls) == 4 and fresh["x"][1] == 4
     assert len(list(tmp_path.glob("t-*.npz"))) == 3
     assert not list(tmp_path.glob("*.tmp.npz"))
+
+
+def test_markdown_table_formats_floats_and_nan():
+    from gvatheory.plot import markdown_table
+
+    t = markdown_table(("a", "b", "c"), [("x", 1.23456, float("nan")), ("y", np.float32(2.0), True)], digits=2)
+    assert t.splitlines() == ["| a | b | c |", "|---|---|---|", "| x | 1.2 | — |", "| y | 2 | True |"]
