@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gvatheory import averaging, control, policies, sgd, systems
+from gvatheory import averaging, control, mjenv, policies, sgd, systems
 from gvatheory.cache import cached
 from gvatheory.config import require_ints
 
@@ -29,7 +29,7 @@ from gvatheory.config import require_ints
 class BCConfig:
     """One behavior-cloning experiment (system, data, policy, optimiser, averaging, evaluation)."""
 
-    system: str = "double_pendulum"  # cartpole | double_pendulum | quadrotor
+    system: str = "double_pendulum"  # cartpole | double_pendulum | quadrotor (JAX) or a MuJoCo task, e.g. "InvertedDoublePendulum-v5"
     # demonstrations
     n_demos: int = 64  # expert trajectories to train on
     n_val: int = 16  # held-out expert trajectories for the validation BC loss
@@ -66,8 +66,8 @@ class BCConfig:
     grad_samples: int = 0  # per-example gradients per checkpoint for the gradient-noise covariance (0 = off)
 
     def __post_init__(self):
-        if self.system not in systems.SYSTEMS:
-            raise ValueError(f"system must be one of {sorted(systems.SYSTEMS)}, got {self.system!r}")
+        if self.system not in systems.SYSTEMS and self.system not in mjenv.TASKS:
+            raise ValueError(f"system must be one of {sorted(systems.SYSTEMS)} or a MuJoCo task {sorted(mjenv.TASKS)}, got {self.system!r}")
         require_ints(self, ("n_demos", "n_val", "demo_horizon", "steps", "eval_every", "n_eval", "horizon", "decay_steps"))
         require_ints(self, ("eval_start", "grad_samples", "batch_size"), minimum=0)
         if (self.steps - self.eval_start) % self.eval_every or self.eval_start >= self.steps:
@@ -99,6 +99,11 @@ class BCConfig:
             raise ValueError(f"store_params must be a bool or a tuple of tracked variant names {self.variants}, got {self.store_params!r}")
 
     @property
+    def mujoco(self) -> bool:
+        """Whether the system is a MuJoCo task (rollouts in C MuJoCo after training, not inside the scan)."""
+        return self.system in mjenv.TASKS
+
+    @property
     def variants(self) -> tuple[str, ...]:
         """The iterates evaluated at each checkpoint."""
         return ("raw", "ema") + (("bema",) if self.bema else ()) + tuple(n for n, _ in self.extra_averages)
@@ -126,10 +131,47 @@ class BCConfig:
         return np.arange(self.eval_start + self.eval_every, self.steps + 1, self.eval_every)
 
 
+def dims(cfg: BCConfig) -> tuple[int, int]:
+    """(policy input, policy output) sizes: state and control of a JAX system, observation and action of a MuJoCo task."""
+    if cfg.mujoco:
+        env = mjenv.BatchEnv(cfg.system, 1)
+        return env.obs_dim, env.act_dim
+    system = systems.make(cfg.system)
+    return system.n, system.m
+
+
+def mujoco_expert(name: str):
+    """The expert of a MuJoCo task: the LQR gain for InvertedDoublePendulum, the trained RL agent otherwise."""
+    if mjenv.task(name).expert == "lqr":
+        return mjenv.lqr_expert(name)
+    from gvatheory import rl
+
+    return rl.load_expert(name)
+
+
+def _mujoco_demonstrations(cfg: BCConfig) -> dict:
+    # starts from the task's reset distribution, their spread (around qpos0, qvel = 0) times start_scale
+    rng = np.random.default_rng([cfg.data_seed, 20_261_125])
+    model = mjenv.load_model(cfg.system)
+    expert = mujoco_expert(cfg.system)
+
+    def starts(n):
+        qpos, qvel = mjenv.reset_states(cfg.system, n, rng=rng)
+        return model.qpos0 + cfg.start_scale * (qpos - model.qpos0), cfg.start_scale * qvel
+
+    kw = dict(noise=cfg.action_noise, rng=rng, clean_labels=cfg.clean_labels)
+    X, U, _, f1 = mjenv.demonstrations(cfg.system, expert, *starts(cfg.n_demos), cfg.demo_horizon, **kw)
+    Xv, Uv, Uc, f2 = mjenv.demonstrations(cfg.system, expert, *starts(cfg.n_val), cfg.demo_horizon, **kw)
+    qpos0, qvel0 = starts(cfg.n_eval)
+    return dict(X=X, U=U, X_val=Xv, U_val=Uv, U_val_clean=Uc, qpos0=qpos0, qvel0=qvel0, expert_failed=np.concatenate([f1, f2]))
+
+
 def demonstrations(cfg: BCConfig) -> dict:
     """Training and validation demonstrations and evaluation starts (cached, keyed by what they depend on)."""
     fields = ("system", "n_demos", "n_val", "demo_horizon", "action_noise", "clean_labels", "start_scale", "data_seed", "n_eval")
     key_parts = {f: getattr(cfg, f) for f in fields}
+    if cfg.mujoco:
+        return cached("demos-mujoco", lambda: _mujoco_demonstrations(cfg), key_parts)
 
     def compute():
         system = systems.make(cfg.system)
@@ -157,19 +199,19 @@ def _optimizer(cfg: BCConfig):
 class Evaluator(NamedTuple):
     """What a configuration needs to score a parameter pytree (see :func:`make_evaluator`)."""
 
-    system: systems.System
+    system: systems.System | None  # None for a MuJoCo task
     norm: policies.Normalizer
     data: dict  # the demonstrations (see :func:`demonstrations`)
     loss: Callable  # loss(params, X, U) -> mean squared error in normalised action units
-    evaluate: Callable  # evaluate(params) -> (val_loss, expert_gap, ret [N], failed [N])
+    evaluate: Callable  # evaluate(params) -> (val_loss, expert_gap, ret [N], failed [N]); MuJoCo: (val_loss, expert_gap)
     policy: Callable  # policy(params, x) -> action, physical units
 
 
 def make_evaluator(cfg: BCConfig) -> Evaluator:
     """The BC loss and the closed-loop evaluation of ``cfg``, as pure functions of the policy parameters."""
-    system = systems.make(cfg.system)
+    system = None if cfg.mujoco else systems.make(cfg.system)
     d = demonstrations(cfg)
-    Xv, Uv, Uc, x0 = (jnp.asarray(d[k]) for k in ("X_val", "U_val", "U_val_clean", "x0"))
+    Xv, Uv, Uc = (jnp.asarray(d[k]) for k in ("X_val", "U_val", "U_val_clean"))
     norm = policies.Normalizer.from_data(d["X"], d["U"])
     pcfg = cfg.policy
 
@@ -181,7 +223,9 @@ def make_evaluator(cfg: BCConfig) -> Evaluator:
         return policies.act(pcfg, params, norm, x)
 
     def evaluate(params):
-        r = control.rollout(system, lambda x: policy(params, x), x0, cfg.horizon, fail_cost=cfg.fail_cost)
+        if cfg.mujoco:  # rollouts happen in C MuJoCo after the scan (mujoco_returns)
+            return loss(params, Xv, Uv), loss(params, Xv, Uc)
+        r = control.rollout(system, lambda x: policy(params, x), jnp.asarray(d["x0"]), cfg.horizon, fail_cost=cfg.fail_cost)
         return loss(params, Xv, Uv), loss(params, Xv, Uc), r.ret, r.failed
 
     return Evaluator(system, norm, d, loss, evaluate, policy)
@@ -207,7 +251,10 @@ def make_run(cfg: BCConfig, progress=None):
     """
     ev = make_evaluator(cfg)
     system, d, loss_fn, evaluate = ev.system, ev.data, ev.loss, ev.evaluate
-    X, U, x0 = jnp.asarray(d["X"]), jnp.asarray(d["U"]), jnp.asarray(d["x0"])
+    X, U = jnp.asarray(d["X"]), jnp.asarray(d["U"])
+    n_in, n_out = dims(cfg)
+    # MuJoCo: every variant's parameters leave the scan, and the rollouts run in C afterwards
+    keep = cfg.variants if cfg.mujoco else cfg.stored
     pcfg = cfg.policy
     opt = _optimizer(cfg)
     avgs = {"ema": averaging.ema(cfg.ema_decay)}
@@ -215,8 +262,11 @@ def make_run(cfg: BCConfig, progress=None):
         avgs["bema"] = averaging.bema()
     avgs.update({name: averaging.averager(c) for name, c in cfg.extra_averages})
     n_blocks = (cfg.steps - cfg.eval_start) // cfg.eval_every
-    expert = control.Expert(system, d["K"])
-    expert_ret = jax.jit(lambda: control.rollout(system, expert, x0, cfg.horizon, fail_cost=cfg.fail_cost).ret)()
+    if cfg.mujoco:
+        expert_ret = mjenv.rollout(cfg.system, mujoco_expert(cfg.system), d["qpos0"], d["qvel0"], cfg.horizon).ret
+    else:
+        x0 = jnp.asarray(d["x0"])
+        expert_ret = jax.jit(lambda: control.rollout(system, control.Expert(system, d["K"]), x0, cfg.horizon, fail_cost=cfg.fail_cost).ret)()
 
     def grad_stats(params, key):
         idx = jax.random.choice(key, X.shape[0], (cfg.grad_samples,), replace=False)
@@ -241,7 +291,7 @@ def make_run(cfg: BCConfig, progress=None):
         k_init, k_data = jax.random.split(key)
         if cfg.init_seed is not None:
             k_init = jax.random.split(jax.random.key(cfg.init_seed))[0]
-        params = policies.init(pcfg, system.n, system.m, key=k_init)
+        params = policies.init(pcfg, n_in, n_out, key=k_init)
         state = (params, opt.init(params), {k: a.init(params) for k, a in avgs.items()})
 
         def train_step(state, t):
@@ -275,14 +325,17 @@ def make_run(cfg: BCConfig, progress=None):
             out = {"train_loss": losses.mean()}
             # all variants rolled out at once: one vmapped rollout, so compile time does not grow with V
             stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[now[v] for v in cfg.variants])
-            out["val_loss"], out["expert_gap"], out["ret"], out["failed"] = jax.vmap(evaluate)(stacked)
+            if cfg.mujoco:
+                out["val_loss"], out["expert_gap"] = jax.vmap(evaluate)(stacked)
+            else:
+                out["val_loss"], out["expert_gap"], out["ret"], out["failed"] = jax.vmap(evaluate)(stacked)
             out["dparam"] = jnp.stack(
                 [jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(now[v]), jax.tree.leaves(prev[v])))) for v in cfg.variants]
             )
             if cfg.grad_samples:
                 out["grad_trace"], out["grad_top"] = grad_stats(state[0], jax.random.fold_in(k_data, -1 - c))
-            if cfg.stored:
-                out["params"] = jnp.stack([jax.flatten_util.ravel_pytree(now[v])[0] for v in cfg.stored])
+            if keep:
+                out["params"] = jnp.stack([jax.flatten_util.ravel_pytree(now[v])[0] for v in keep])
             if progress is not None:
                 jax.debug.callback(progress, c)
             return (state, now), out
@@ -290,7 +343,7 @@ def make_run(cfg: BCConfig, progress=None):
         (state, last), out = jax.lax.scan(block, (state, variants(state)), jnp.arange(n_blocks))
         # final parameters of each variant, flattened (unravel() restores the pytree)
         out["final_params"] = jnp.stack([jax.flatten_util.ravel_pytree(last[v])[0] for v in cfg.variants])
-        for k in ("val_loss", "expert_gap", "ret", "failed", "dparam") + (("params",) if cfg.stored else ()):
+        for k in ("val_loss", "expert_gap", "dparam") + (() if cfg.mujoco else ("ret", "failed")) + (("params",) if keep else ()):
             out[k] = jnp.moveaxis(out[k], 0, 1)  # [V, C, ...]
         return out
 
@@ -302,6 +355,15 @@ def make_run(cfg: BCConfig, progress=None):
             compiled.append(jitted.lower(key).compile())
         t0 = time.perf_counter()
         out = {k: np.asarray(v) for k, v in compiled[0](key).items()}
+        if cfg.mujoco:  # closed-loop evaluation of every variant at every checkpoint, in C MuJoCo
+            params = out.pop("params")
+            t1 = time.perf_counter()
+            r = mujoco_returns(cfg, ev, params.reshape(-1, params.shape[-1]), progress=progress is not None)
+            out["eval_s"] = np.asarray(time.perf_counter() - t1)
+            shape = params.shape[:2] + (cfg.n_eval,)
+            out["ret"], out["failed"], out["diverged"] = (np.reshape(a, shape) for a in (r.ret, r.failed, r.diverged))
+            if cfg.stored:
+                out["params"] = params[[cfg.variants.index(v) for v in cfg.stored]]
         out["wall_s"] = np.asarray(time.perf_counter() - t0)  # execution only, this machine
         out["steps"] = cfg.checkpoints
         out["expert_ret"] = np.asarray(expert_ret)
@@ -335,9 +397,28 @@ def is_cached(cfg: BCConfig, seed: int) -> bool:
 
 def unravel(cfg: BCConfig, flat) -> dict:
     """The policy parameter pytree of ``cfg`` from a flat vector (e.g. ``out["final_params"][v]``)."""
-    system = systems.make(cfg.system)
-    template = policies.init(cfg.policy, system.n, system.m, key=jax.random.key(0))
+    template = policies.init(cfg.policy, *dims(cfg), key=jax.random.key(0))
     return jax.flatten_util.ravel_pytree(template)[1](jnp.asarray(flat))
+
+
+def mujoco_returns(cfg: BCConfig, ev: Evaluator, flat_params, *, progress: bool = False) -> mjenv.Rollout:
+    """Rolls out K flat parameter vectors [K, P] from the ``cfg.n_eval`` evaluation starts in C MuJoCo.
+
+    All K × n_eval episodes run as one batch: one jitted, vmapped policy call per time step. Returns
+    a :class:`gvatheory.mjenv.Rollout` with arrays [K * n_eval] (parameter set major).
+    """
+    flat_params = jnp.asarray(flat_params, jnp.float32)
+    K, N = flat_params.shape[0], cfg.n_eval
+    template = policies.init(cfg.policy, *dims(cfg), key=jax.random.key(0))
+    unflatten = jax.flatten_util.ravel_pytree(template)[1]
+    act = jax.jit(jax.vmap(lambda p, obs: ev.policy(unflatten(p), obs)))
+
+    def policy(obs, state):
+        return np.asarray(act(flat_params, jnp.asarray(obs.reshape(K, N, -1), jnp.float32))).reshape(K * N, -1)
+
+    qpos0, qvel0 = np.tile(ev.data["qpos0"], (K, 1)), np.tile(ev.data["qvel0"], (K, 1))
+    desc = f"{cfg.system}: {K} policies x {N} rollouts" if progress else False
+    return mjenv.rollout(cfg.system, policy, qpos0, qvel0, cfg.horizon, progress=desc)
 
 
 def main(argv=None) -> int:
@@ -392,6 +473,39 @@ PRESETS = {
         n_demos=256, policy=policies.PolicyConfig(depth=4, width=256), steps=100_000, eval_every=250, n_eval=20, horizon=1000, grad_samples=256, bema=True
     ),
 }
+
+# MuJoCo (notebook 11). InvertedDoublePendulum-v5 with its LQR expert: Gymnasium's task as it is (reset
+# noise 0.1, H = 1000); executed-action noise 0.1 in control units, the largest of {0.02, 0.05, 0.1, 0.2}
+# under which the expert never fell (at 0.2 it lost 26 of 32 episodes); otherwise the recipe of 04.
+# Checkpoints cover the second half of training only (where the metrics are read): the rollouts run
+# in C MuJoCo, ~15k env steps/s on 2 cores.
+MUJOCO_PRESETS = {
+    "smoke": BCConfig(
+        system="InvertedDoublePendulum-v5", n_demos=8, n_val=4, demo_horizon=100, action_noise=0.1,
+        policy=policies.PolicyConfig(width=32), steps=200, eval_start=100, eval_every=25, n_eval=4, horizon=200,
+    ),
+    "quick": BCConfig(system="InvertedDoublePendulum-v5", action_noise=0.1, eval_start=10_000, eval_every=400, n_eval=16),
+    "paper": BCConfig(
+        system="InvertedDoublePendulum-v5", action_noise=0.1, n_demos=256, policy=policies.PolicyConfig(depth=4, width=256),
+        steps=100_000, eval_start=50_000, eval_every=1000, n_eval=32, bema=True,
+    ),
+}
+# the locomotion suite at paper scale (experts from gvatheory.rl): demonstrations of 1000 steps, the
+# expert's action plus noise 0.1 (actions lie in [-1, 1])
+LOCOMOTION = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5")
+
+
+def locomotion_config(task: str, scale: str = "paper") -> BCConfig:
+    """The BC experiment of notebook 11 on a locomotion task (needs the task's trained expert)."""
+    if task not in LOCOMOTION:
+        raise ValueError(f"task must be one of {LOCOMOTION}, got {task!r}")
+    if scale == "smoke":
+        return dataclasses.replace(MUJOCO_PRESETS["smoke"], system=task)
+    return BCConfig(
+        system=task, n_demos=64, n_val=8, demo_horizon=1000, action_noise=0.1, policy=policies.PolicyConfig(depth=2, width=256),
+        steps=20_000 if scale == "quick" else 100_000, eval_start=10_000 if scale == "quick" else 50_000,
+        eval_every=400 if scale == "quick" else 1000, n_eval=8 if scale == "quick" else 16, horizon=1000,
+    )
 
 
 if __name__ == "__main__":

@@ -41,10 +41,15 @@ class Normalizer(NamedTuple):
 
     @staticmethod
     def from_data(X, U) -> "Normalizer":
-        """Mean and standard deviation of states X [N, n] and actions U [N, m] (std floored at 1e-6)."""
+        """Mean and standard deviation of states X [N, n] and actions U [N, m].
+
+        A feature that is constant in the data (std < 1e-6, e.g. a contact force that never fired) is
+        centred but not scaled (std 1), so that a nonzero value at test time is not multiplied by 1e6.
+        """
         X, U = np.asarray(X, np.float64), np.asarray(U, np.float64)
         f = lambda a: jnp.asarray(a, jnp.float32)
-        return Normalizer(f(X.mean(0)), f(np.maximum(X.std(0), 1e-6)), f(U.mean(0)), f(np.maximum(U.std(0), 1e-6)))
+        scale = lambda s: f(np.where(s < 1e-6, 1.0, s))
+        return Normalizer(f(X.mean(0)), scale(X.std(0)), f(U.mean(0)), scale(U.std(0)))
 
 
 def _dense(key, n_in, n_out):
