@@ -2,6 +2,7 @@
 # Both create (or reuse) .venv and install the package into it; nothing else is needed but Python 3.11 + pip.
 #   make figures [SCALE=smoke|quick|paper] [NB="02 03"] [SEED=0]
 #   make figures SCALE=paper GPU=1     # on a CUDA machine: installs JAX's CUDA 12 build first
+#   make experts [EXPERTS="Hopper-v5 Walker2d-v5"]   # TD3 experts for notebook 11's locomotion suite (~1 h each on 2 cores; resumable)
 #   make test | make lab | make clean
 PYTHON ?= python3
 VENV   := .venv
@@ -9,10 +10,11 @@ PY     := $(VENV)/bin/python
 SCALE  ?= quick
 SEED   ?= 0
 NB     ?=
+EXPERTS ?= Hopper-v5 Walker2d-v5
 GPU    ?= 0
 STAMP  := $(VENV)/.installed-$(GPU)
 
-.PHONY: figures test lab clean venv
+.PHONY: figures test lab clean venv experts
 
 venv: $(STAMP)
 
@@ -28,6 +30,9 @@ endif
 
 figures: $(STAMP)
 	$(PY) -m gvatheory.execute --scale $(SCALE) --seed $(SEED) $(if $(NB),--only $(NB),)
+
+experts: $(STAMP)
+	$(PY) -m gvatheory.rl --task $(EXPERTS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests

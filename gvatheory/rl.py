@@ -1,0 +1,296 @@
+"""TD3 experts for the MuJoCo locomotion tasks, in JAX: seeded, checkpointed, resumable, cached.
+
+TD3 (Fujimoto, van Hoof & Meger 2018) with the hyperparameters of the paper and of CleanRL's
+``td3_continuous_action``: two critics and a deterministic actor, MLPs 256-256 (the networks of
+:mod:`gvatheory.policies`), Adam 3e-4, batch 256, γ = 0.99, τ = 0.005, target-policy smoothing noise
+0.2 clipped at 0.5, exploration noise 0.1, actor and targets updated every second critic update,
+25k steps of uniform random actions first, one update per environment step. One deviation, for
+speed on a CPU: the environment is stepped ``chunk`` times with the current actor, then the same
+number of updates run in one jitted ``lax.scan`` (the acting policy is at most ``chunk`` updates old).
+
+The environment is the backend of :mod:`gvatheory.mjenv` (Gymnasium's v5 task, checked step for
+step); episodes are cut at 1000 steps, a cut that does not stop bootstrapping (only a termination
+does). ``python -m gvatheory.rl --task Hopper-v5`` (or ``make experts``) trains with a progress bar,
+writes a checkpoint every ``checkpoint_every`` steps under the cache (``.cache/experts/``), resumes
+from it when restarted, and stores the final actor with its learning curve; :func:`load_expert`
+reads it. An interrupted and resumed run continues from the checkpoint but starts a new episode
+there, so it is not bit-identical to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gvatheory import mjenv, policies
+from gvatheory.cache import cache_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class TD3Config:
+    """One TD3 training run (defaults: the TD3 paper / CleanRL settings)."""
+
+    task: str = "Hopper-v5"
+    steps: int = 1_000_000  # environment steps
+    start_steps: int = 25_000  # uniform random actions (and no updates) before this step
+    batch_size: int = 256
+    lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005  # target networks: θ' ← τ θ + (1 − τ) θ'
+    policy_noise: float = 0.2  # target-policy smoothing noise std
+    noise_clip: float = 0.5
+    explore_noise: float = 0.1  # std of the Gaussian noise added to the actor's action while collecting
+    policy_delay: int = 2  # critic updates per actor (and target) update
+    width: int = 256  # two hidden layers of this width, actor and critics
+    episode_steps: int = 1000  # time limit (a truncation, not a termination)
+    chunk: int = 50  # environment steps between jitted blocks of as many updates
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 25_000
+    seed: int = 0
+
+    def __post_init__(self):
+        mjenv.task(self.task)
+        for f in ("steps", "start_steps", "batch_size", "policy_delay", "width", "episode_steps", "chunk", "eval_every", "eval_episodes", "checkpoint_every"):
+            v = getattr(self, f)
+            if int(v) != v or v < (0 if f == "start_steps" else 1):
+                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+        if self.start_steps >= self.steps:
+            raise ValueError(f"start_steps ({self.start_steps}) must be < steps ({self.steps})")
+        if self.checkpoint_every % self.chunk or self.eval_every % self.chunk or self.start_steps % self.chunk:
+            raise ValueError("checkpoint_every, eval_every and start_steps must be multiples of chunk")
+        if not (0 < self.gamma < 1 and 0 < self.tau <= 1 and self.lr > 0):
+            raise ValueError("need 0 < gamma < 1, 0 < tau <= 1, lr > 0")
+        if min(self.policy_noise, self.noise_clip, self.explore_noise) < 0:
+            raise ValueError("noise settings must be >= 0")
+
+
+# the experts notebook 11 reads (make experts trains these); Hopper and Walker2d fit about an hour on 2 CPU cores
+EXPERTS = {
+    "Hopper-v5": TD3Config(task="Hopper-v5", steps=300_000),
+    "Walker2d-v5": TD3Config(task="Walker2d-v5", steps=300_000),
+    "HalfCheetah-v5": TD3Config(task="HalfCheetah-v5", steps=1_000_000),
+}
+
+# TD3's published returns (Fujimoto et al. 2018, Table 1: max average return over 10 trials of 1M
+# steps, ± one std; the v1 tasks of OpenAI Gym, whose dynamics and rewards the v5 tasks keep)
+PUBLISHED = {"Hopper-v5": (3564.07, 114.74), "Walker2d-v5": (4682.82, 539.64), "HalfCheetah-v5": (9636.95, 859.07)}
+
+
+# bump when a change to this module, to the task definitions of mjenv or to the policy networks changes
+# what training computes: the experts are keyed by (ALGO_VERSION, configuration), not by the library's
+# source hash as other cached results are, because one costs an hour and most edits do not affect it
+ALGO_VERSION = "td3-1"
+
+
+def run_dir(cfg: TD3Config) -> Path:
+    """Where the run's checkpoint and final actor live (``.cache/experts/``), keyed by ALGO_VERSION and the configuration."""
+    h = hashlib.sha256(json.dumps([ALGO_VERSION, dataclasses.asdict(cfg)], sort_keys=True).encode())
+    return cache_dir() / "experts" / f"{cfg.task}-seed{cfg.seed}-{h.hexdigest()[:12]}"
+
+
+def _mlp_config(cfg: TD3Config) -> policies.PolicyConfig:
+    return policies.PolicyConfig(depth=2, width=cfg.width)
+
+
+def _actor(cfg, params, obs):
+    return jnp.tanh(policies.apply(_mlp_config(cfg), params, obs))
+
+
+def _critics(cfg, params, obs, act):  # params stacked over the two critics -> q [2, ...]
+    x = jnp.concatenate([obs, act], -1)
+    return jax.vmap(lambda p: policies.apply(_mlp_config(cfg), p, x)[..., 0])(params)
+
+
+def _init(cfg: TD3Config, obs_dim: int, act_dim: int, key):
+    ka, kc = jax.random.split(key)
+    actor = policies.init(_mlp_config(cfg), obs_dim, act_dim, key=ka)
+    critic = jax.vmap(lambda k: policies.init(_mlp_config(cfg), obs_dim + act_dim, 1, key=k))(jax.random.split(kc))
+    opt = optax.adam(cfg.lr)
+    return dict(actor=actor, critic=critic, actor_t=actor, critic_t=critic, opt_a=opt.init(actor), opt_c=opt.init(critic), n=jnp.zeros((), jnp.int32))
+
+
+def _make_update(cfg: TD3Config):
+    opt = optax.adam(cfg.lr)
+    soft = lambda t, s: jax.tree.map(lambda a, b: (1 - cfg.tau) * a + cfg.tau * b, t, s)
+
+    def update(state, inp):
+        (obs, act, rew, nobs, done), key = inp
+        noise = jnp.clip(cfg.policy_noise * jax.random.normal(key, act.shape), -cfg.noise_clip, cfg.noise_clip)
+        nact = jnp.clip(_actor(cfg, state["actor_t"], nobs) + noise, -1.0, 1.0)
+        y = rew + cfg.gamma * (1.0 - done) * _critics(cfg, state["critic_t"], nobs, nact).min(0)
+
+        def critic_loss(p):
+            return jnp.mean(jnp.sum((_critics(cfg, p, obs, act) - jax.lax.stop_gradient(y)) ** 2, 0))
+
+        lc, gc = jax.value_and_grad(critic_loss)(state["critic"])
+        upd, opt_c = opt.update(gc, state["opt_c"], state["critic"])
+        state = {**state, "critic": optax.apply_updates(state["critic"], upd), "opt_c": opt_c, "n": state["n"] + 1}
+
+        def actor_step(s):
+            def actor_loss(p):
+                return -jnp.mean(_critics(cfg, s["critic"], obs, _actor(cfg, p, obs))[0])
+
+            g = jax.grad(actor_loss)(s["actor"])
+            u, opt_a = opt.update(g, s["opt_a"], s["actor"])
+            actor = optax.apply_updates(s["actor"], u)
+            return {**s, "actor": actor, "opt_a": opt_a, "actor_t": soft(s["actor_t"], actor), "critic_t": soft(s["critic_t"], s["critic"])}
+
+        state = jax.lax.cond(state["n"] % cfg.policy_delay == 0, actor_step, lambda s: s, state)
+        return state, lc
+
+    return jax.jit(lambda state, batches, keys: jax.lax.scan(update, state, (batches, keys)))
+
+
+def _save(path: Path, state, extra: dict):
+    flat = {f"s{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **flat, **extra)
+    os.replace(tmp, path)  # atomic: a killed run leaves the previous checkpoint intact
+
+
+def _load_state(path: Path, template):
+    with np.load(path, allow_pickle=False) as f:
+        leaves = [jnp.asarray(f[f"s{i}"]) for i in range(len(jax.tree.leaves(template)))]
+        extra = {k: f[k] for k in f.files if not k.startswith("s")}
+    return jax.tree.unflatten(jax.tree.structure(template), leaves), extra
+
+
+def evaluate(cfg: TD3Config, actor_params, n: int, *, seed: int, horizon: int | None = None) -> mjenv.Rollout:
+    """Deterministic-actor episodes from ``n`` reset states (seeded), H = ``horizon`` (default the time limit)."""
+    qpos, qvel = mjenv.reset_states(cfg.task, n, rng=np.random.default_rng(seed))
+    act = jax.jit(lambda o: _actor(cfg, actor_params, o))
+    return mjenv.rollout(cfg.task, lambda obs, state: np.asarray(act(jnp.asarray(obs, jnp.float32))), qpos, qvel, horizon or cfg.episode_steps)
+
+
+def train(cfg: TD3Config, *, progress: bool = True, until: int | None = None) -> dict | None:
+    """Trains (or resumes, or loads) the TD3 run ``cfg``; returns the final actor's parameters and the learning curve.
+
+    ``until``: stop at this step (a multiple of ``checkpoint_every``) after writing the checkpoint, and
+    return None — training in sessions; the next call resumes there.
+
+    Returns a dict: ``actor`` (the parameter pytree), ``curve_steps`` [E], ``curve_return`` [E, eval_episodes]
+    (deterministic-actor returns at each evaluation), ``train_s`` (seconds of training on this machine,
+    summed over resumptions).
+    """
+    from tqdm import tqdm
+
+    d = run_dir(cfg)
+    final = d / "final.npz"
+    env = mjenv.BatchEnv(cfg.task, 1, threads=1)
+    template = _init(cfg, env.obs_dim, env.act_dim, jax.random.key(cfg.seed))
+    if final.exists():
+        state, extra = _load_state(final, template)
+        return dict(actor=state["actor"], curve_steps=extra["curve_steps"], curve_return=extra["curve_return"], train_s=float(extra["train_s"]))
+    d.mkdir(parents=True, exist_ok=True)
+    ckpt = d / "checkpoint.npz"
+    cap, od, ad = cfg.steps, env.obs_dim, env.act_dim
+    buf = {"obs": np.zeros((cap, od), np.float32), "act": np.zeros((cap, ad), np.float32), "rew": np.zeros(cap, np.float32),
+           "nobs": np.zeros((cap, od), np.float32), "done": np.zeros(cap, np.float32)}
+    state, t, curve_steps, curve_return, train_s = template, 0, [], [], 0.0
+    rng = np.random.default_rng(cfg.seed)
+    if ckpt.exists():  # resume
+        state, extra = _load_state(ckpt, template)
+        t, train_s = int(extra["t"]), float(extra["train_s"])
+        for k in buf:
+            buf[k][:t] = extra[f"buf_{k}"]
+        curve_steps, curve_return = list(extra["curve_steps"]), list(extra["curve_return"])
+        rng.bit_generator.state = json.loads(str(extra["rng"]))
+    update = _make_update(cfg)
+    act_fn = jax.jit(lambda p, o: _actor(cfg, p, o))
+    key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+
+    def new_episode():
+        qpos, qvel = mjenv.reset_states(cfg.task, 1, rng=rng)
+        return env.reset(qpos, qvel)[0], 0
+
+    obs, ep_len = new_episode()
+    bar = tqdm(total=cfg.steps, initial=t, desc=f"TD3 {cfg.task} seed {cfg.seed}", disable=not progress, mininterval=5.0, unit="step")
+    t_start = time.perf_counter()
+    if until is not None and (until % cfg.checkpoint_every or not 0 < until <= cfg.steps):
+        raise ValueError(f"until must be a multiple of checkpoint_every ({cfg.checkpoint_every}) in (0, {cfg.steps}], got {until}")
+    while t < cfg.steps:
+        # collect one chunk of environment steps
+        for _ in range(cfg.chunk):
+            if t < cfg.start_steps:
+                a = rng.uniform(-1.0, 1.0, ad)
+            else:
+                a = np.clip(np.asarray(act_fn(state["actor"], jnp.asarray(obs, jnp.float32))) + cfg.explore_noise * rng.standard_normal(ad), -1.0, 1.0)
+            nobs, r, term, div = env.step(a[None])
+            ended = bool(term[0] or div[0])
+            buf["obs"][t], buf["act"][t], buf["rew"][t], buf["nobs"][t], buf["done"][t] = obs, a, r[0], nobs[0], float(ended)
+            t, ep_len = t + 1, ep_len + 1
+            obs = nobs[0]
+            if ended or ep_len == cfg.episode_steps:
+                obs, ep_len = new_episode()
+        # and as many updates, one jitted scan
+        if t > cfg.start_steps:
+            idx = rng.integers(0, t, (cfg.chunk, cfg.batch_size))
+            batches = tuple(jnp.asarray(buf[k][idx]) for k in ("obs", "act", "rew", "nobs", "done"))
+            key, sub = jax.random.split(key)
+            state, _ = update(state, batches, jax.random.split(sub, cfg.chunk))
+        bar.update(cfg.chunk)
+        if t % cfg.eval_every == 0:
+            r = evaluate(cfg, state["actor"], cfg.eval_episodes, seed=10_000 + t)
+            curve_steps.append(t)
+            curve_return.append(r.ret)
+            bar.set_postfix(ret=f"{r.ret.mean():.0f}")
+        if t % cfg.checkpoint_every == 0 or t == cfg.steps:
+            elapsed = train_s + time.perf_counter() - t_start
+            extra = dict(t=t, train_s=elapsed, curve_steps=np.asarray(curve_steps), curve_return=np.asarray(curve_return).reshape(-1, cfg.eval_episodes),
+                         rng=np.asarray(json.dumps(rng.bit_generator.state)))
+            if t == cfg.steps:
+                _save(final, state, {k: v for k, v in extra.items() if k in ("curve_steps", "curve_return", "train_s")})
+                ckpt.unlink(missing_ok=True)
+            else:
+                _save(ckpt, state, {**extra, **{f"buf_{k}": v[:t] for k, v in buf.items()}})
+                if t == until:
+                    bar.close()
+                    return None
+    bar.close()
+    return train(cfg, progress=False)
+
+
+def load_expert(task: str, *, seed: int = 0):
+    """The trained expert of ``task`` as ``expert(obs, state) -> action`` (raises if ``make experts`` has not trained it)."""
+    if task not in EXPERTS:
+        raise ValueError(f"no expert configuration for {task!r}; known: {sorted(EXPERTS)}")
+    cfg = dataclasses.replace(EXPERTS[task], seed=seed)
+    if not (run_dir(cfg) / "final.npz").exists():
+        raise FileNotFoundError(f"no trained expert for {task} (looked in {run_dir(cfg)}): run `make experts` "
+                                f"or `python -m gvatheory.rl --task {task}`")
+    actor = train(cfg, progress=False)["actor"]
+    act = jax.jit(lambda o: _actor(cfg, actor, o))
+    return lambda obs, state: np.asarray(act(jnp.asarray(obs, jnp.float32)), float)
+
+
+def main(argv=None) -> int:
+    """``python -m gvatheory.rl --task Hopper-v5 [--steps N] [--seed S]``: train (or resume) an expert, report its return."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--task", nargs="+", default=["Hopper-v5"], choices=sorted(EXPERTS))
+    p.add_argument("--steps", type=int, default=None, help="override the number of environment steps")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    for name in a.task:
+        cfg = dataclasses.replace(EXPERTS[name], seed=a.seed, **({"steps": a.steps} if a.steps else {}))
+        out = train(cfg)
+        r = evaluate(cfg, out["actor"], 20, seed=123)
+        pub = PUBLISHED.get(name)
+        print(f"{name}: {cfg.steps} steps in {out['train_s'] / 60:.1f} min; final actor over 20 episodes: {r.ret.mean():.0f} ± {r.ret.std():.0f} "
+              f"(failed {r.failed.sum()}/20)" + (f"; TD3 paper at 1M steps: {pub[0]:.0f} ± {pub[1]:.0f}" if pub else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
