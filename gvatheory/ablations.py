@@ -178,12 +178,6 @@ def ratio(reference: dict, other: dict) -> tuple[float, float, float]:
     return float(r), float(pairs.min()), float(pairs.max())
 
 
-def markdown_table(head, rows) -> str:
-    """A Markdown table; floats printed with 3 significant digits."""
-    fmt = lambda x: f"{x:.3g}" if isinstance(x, (float, np.floating)) else str(x)
-    return "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "\n".join("| " + " | ".join(fmt(x) for x in r) + " |" for r in rows)
-
-
 # ---------------------------------------------------------------- post-hoc EMA (notebook 09)
 
 

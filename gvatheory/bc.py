@@ -171,6 +171,10 @@ def demonstrations(cfg: BCConfig) -> dict:
     fields = ("system", "n_demos", "n_val", "demo_horizon", "action_noise", "clean_labels", "start_scale", "data_seed", "n_eval")
     key_parts = {f: getattr(cfg, f) for f in fields}
     if cfg.mujoco:
+        if mjenv.task(cfg.system).expert == "rl":  # the demonstrations depend on which trained expert made them
+            from gvatheory import rl
+
+            key_parts["expert"] = rl.run_dir(rl.EXPERTS[cfg.system]).name
         return cached("demos-mujoco", lambda: _mujoco_demonstrations(cfg), key_parts)
 
     def compute():
@@ -432,13 +436,15 @@ def main(argv=None) -> int:
     from gvatheory import diagnostics
 
     p = argparse.ArgumentParser(description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--system", default=None, help=f"one of {sorted(systems.SYSTEMS)} (default: the preset's)")
+    p.add_argument("--system", default=None, help=f"one of {sorted(systems.SYSTEMS)} or a MuJoCo task {sorted(mjenv.TASKS)} (default: the preset's)")
     p.add_argument("--scale", default="quick", choices=sorted(PRESETS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override BCConfig fields (numbers, true/false, names)")
     a = p.parse_args(argv)
     cfg = PRESETS[a.scale]
     over = {} if a.system is None else {"system": a.system}
+    if a.system in mjenv.TASKS:  # MuJoCo: the presets of notebook 11
+        cfg = MUJOCO_PRESETS[a.scale] if mjenv.task(a.system).expert == "lqr" else locomotion_config(a.system, a.scale)
     fields = {f.name: f for f in dataclasses.fields(BCConfig)}
     for item in a.set:
         k, _, v = item.partition("=")
@@ -457,7 +463,7 @@ def main(argv=None) -> int:
         p.error(str(e))
     outs = run_seeds(cfg, a.seeds)
     for seed, out in zip(a.seeds, outs):
-        h = len(out["steps"]) // 2
+        h = 0 if cfg.eval_start else len(out["steps"]) // 2  # the second half of training
         for i, v in enumerate(cfg.variants):
             m = diagnostics.gva_summary(out["val_loss"][i, h:], out["ret"][i, h:], out["failed"][i, h:], out["expert_ret"].mean())
             print(f"seed {seed} {v:5s} " + " ".join(f"{k}={x:.4g}" for k, x in m.items()))
