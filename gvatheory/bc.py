@@ -498,7 +498,7 @@ MUJOCO_PRESETS = {
 }
 # the locomotion suite at paper scale (experts from gvatheory.rl): demonstrations of 1000 steps, the
 # expert's action plus noise 0.1 (actions lie in [-1, 1])
-LOCOMOTION = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5")
+LOCOMOTION = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
 
 
 def locomotion_config(task: str, scale: str = "paper") -> BCConfig:

@@ -46,8 +46,51 @@ def _idp_reward(before, after, action, dt):
     return reward, terminated
 
 
-def _idp_extra(d):
+def _idp_extra(m, d):
     return np.concatenate([d.site_xpos[0], d.qfrc_constraint[:1]])
+
+
+# Ant: extra = [xpos of the torso (x, y), cfrc_ext of every body (world first), flattened]
+def _ant_extra(m, d):
+    return np.concatenate([d.xpos[1, :2], d.cfrc_ext.ravel()])
+
+
+def _ant_obs(raw):
+    return np.concatenate([raw["qpos"][:, 2:], raw["qvel"], np.clip(raw["extra"][:, 8:], -1.0, 1.0)], 1)
+
+
+def _ant_reward(before, after, action, dt):
+    q = after["qpos"]
+    x_velocity = (after["extra"][:, 0] - before["extra"][:, 0]) / dt
+    healthy = np.isfinite(np.concatenate([q, after["qvel"]], 1)).all(1) & (0.2 <= q[:, 2]) & (q[:, 2] <= 1.0)
+    contact_cost = 5e-4 * np.sum(np.square(np.clip(after["extra"][:, 2:], -1.0, 1.0)), 1)
+    return (x_velocity + healthy.astype(float)) - (0.5 * np.sum(np.square(action), 1) + contact_cost), ~healthy
+
+
+# Humanoid: extra = [mass centre (x, y), cinert[1:], cvel[1:], qfrc_actuator[6:], cfrc_ext of every body]
+def _humanoid_extra(m, d):
+    centre = np.einsum("b,bj->j", m.body_mass, d.xipos) / m.body_mass.sum()
+    return np.concatenate([centre[:2], d.cinert[1:].ravel(), d.cvel[1:].ravel(), d.qfrc_actuator[6:], d.cfrc_ext.ravel()])
+
+
+def _humanoid_split(raw):
+    e, nv = raw["extra"], raw["qvel"].shape[1]
+    nb = (e.shape[1] - 2 - (nv - 6) + 16) // 22  # bodies incl. the world: 2 + 10(nb-1) + 6(nb-1) + (nv-6) + 6 nb
+    i = np.cumsum([2, 10 * (nb - 1), 6 * (nb - 1), nv - 6])
+    return e[:, : i[0]], e[:, i[0] : i[3]], e[:, i[3] :]  # centre, (cinert, cvel, qfrc_actuator), cfrc_ext
+
+
+def _humanoid_obs(raw):
+    _, middle, cfrc = _humanoid_split(raw)
+    return np.concatenate([raw["qpos"][:, 2:], raw["qvel"], middle, cfrc[:, 6:]], 1)
+
+
+def _humanoid_reward(before, after, action, dt):
+    x_velocity = (_humanoid_split(after)[0][:, 0] - _humanoid_split(before)[0][:, 0]) / dt
+    z = after["qpos"][:, 2]
+    healthy = (1.0 < z) & (z < 2.0)
+    contact_cost = np.minimum(5e-7 * np.sum(np.square(_humanoid_split(after)[2]), 1), 10.0)
+    return (1.25 * x_velocity + 5.0 * healthy) - (0.1 * np.sum(np.square(action), 1) + contact_cost), ~healthy
 
 
 def _walker_obs(raw):
@@ -86,8 +129,9 @@ class Task:
     qvel_noise: str  # "uniform" (Hopper, Walker2d) or "normal" (InvertedDoublePendulum, HalfCheetah)
     obs: Callable  # obs(raw) -> [B, obs_dim]
     reward: Callable  # reward(raw_before, raw_after, action, dt) -> (reward [B], terminated [B])
-    extra: Callable | None = None  # d -> 1-D array of further MuJoCo quantities the task reads
+    extra: Callable | None = None  # (m, d) -> 1-D array of further MuJoCo quantities the task reads
     expert: str = "rl"  # "lqr" (solved in closed form here) or "rl" (trained by gvatheory.rl)
+    post_constraint: bool = False  # the task reads cfrc_ext (computed by mj_rnePostConstraint, as Gymnasium calls it)
 
 
 TASKS = {
@@ -97,6 +141,8 @@ TASKS = {
         Task("Hopper-v5", "hopper.xml", 4, 5e-3, "uniform", _walker_obs, _locomotion_reward((0.7, np.inf), (-0.2, 0.2), (-100.0, 100.0), 1e-3, True)),
         Task("Walker2d-v5", "walker2d_v5.xml", 4, 5e-3, "uniform", _walker_obs, _locomotion_reward((0.8, 2.0), (-1.0, 1.0), None, 1e-3, True)),
         Task("HalfCheetah-v5", "half_cheetah.xml", 5, 0.1, "normal", _cheetah_obs, _locomotion_reward(None, None, None, 0.1, False)),
+        Task("Ant-v5", "ant.xml", 5, 0.1, "normal", _ant_obs, _ant_reward, _ant_extra, post_constraint=True),
+        Task("Humanoid-v5", "humanoid.xml", 5, 1e-2, "uniform", _humanoid_obs, _humanoid_reward, _humanoid_extra, post_constraint=True),
     )
 }
 
@@ -158,7 +204,7 @@ class BatchEnv:
         self.datas = [mujoco.MjData(self.model) for _ in range(self.n)]
         self.dt = self.model.opt.timestep * self.task.frame_skip
         m = self.model
-        n_extra = 0 if self.task.extra is None else len(self.task.extra(self.datas[0]))
+        n_extra = 0 if self.task.extra is None else len(self.task.extra(self.model, self.datas[0]))
         self.raw = {"qpos": np.zeros((n, m.nq)), "qvel": np.zeros((n, m.nv)), "extra": np.zeros((n, n_extra)), "unstable": np.zeros(n)}
         self.obs_dim = self.task.obs({k: v[:1] for k, v in self.raw.items()}).shape[1]
         self.act_dim = m.nu
@@ -169,7 +215,7 @@ class BatchEnv:
         r["qvel"][i] = d.qvel
         r["unstable"][i] = d.warning[_BADQPOS].number + d.warning[_BADQVEL].number + d.warning[_BADQACC].number
         if self.task.extra is not None:
-            r["extra"][i] = self.task.extra(d)
+            r["extra"][i] = self.task.extra(self.model, d)
 
     def reset(self, qpos, qvel, which=None) -> np.ndarray:
         """Sets the environments to (qpos [n, nq], qvel [n, nv]) as Gymnasium's reset does; returns obs [n, obs_dim].
@@ -200,13 +246,15 @@ class BatchEnv:
             raise ValueError(f"expected action [{self.n}, {self.act_dim}], got {action.shape}")
         idx = np.arange(self.n) if active is None else np.flatnonzero(active)
         before = {k: v.copy() for k, v in self.raw.items()}
-        m, fs = self.model, self.task.frame_skip
+        m, fs, post = self.model, self.task.frame_skip, self.task.post_constraint
 
         def advance(chunk):
             for i in chunk:
                 d = self.datas[i]
                 d.ctrl[:] = action[i]
                 mujoco.mj_step(m, d, nstep=fs)
+                if post:
+                    mujoco.mj_rnePostConstraint(m, d)
                 self._gather(i, d)
 
         if self.threads > 1 and len(idx) > 1:
