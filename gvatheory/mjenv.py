@@ -47,12 +47,12 @@ def _idp_reward(before, after, action, dt):
 
 
 def _idp_extra(m, d):
-    return np.concatenate([d.site_xpos[0], d.qfrc_constraint[:1]])
+    return d.site_xpos[0], d.qfrc_constraint[:1]
 
 
 # Ant: extra = [xpos of the torso (x, y), cfrc_ext of every body (world first), flattened]
 def _ant_extra(m, d):
-    return np.concatenate([d.xpos[1, :2], d.cfrc_ext.ravel()])
+    return d.xpos[1, :2], d.cfrc_ext
 
 
 def _ant_obs(raw):
@@ -69,8 +69,13 @@ def _ant_reward(before, after, action, dt):
 
 # Humanoid: extra = [mass centre (x, y), cinert[1:], cvel[1:], qfrc_actuator[6:], cfrc_ext of every body]
 def _humanoid_extra(m, d):
-    centre = np.einsum("b,bj->j", m.body_mass, d.xipos) / m.body_mass.sum()
-    return np.concatenate([centre[:2], d.cinert[1:].ravel(), d.cvel[1:].ravel(), d.qfrc_actuator[6:], d.cfrc_ext.ravel()])
+    return d.xipos, d.cinert[1:], d.cvel[1:], d.qfrc_actuator[6:], d.cfrc_ext
+
+
+def _humanoid_combine(m, parts):
+    xipos, *rest = parts  # the mass centre as Gymnasium computes it, for each environment
+    centre = np.sum(m.body_mass[None, :, None] * xipos, axis=1) / np.sum(m.body_mass)
+    return np.concatenate([centre[:, :2]] + [p.reshape(len(p), -1) for p in rest], 1)
 
 
 def _humanoid_split(raw):
@@ -129,7 +134,10 @@ class Task:
     qvel_noise: str  # "uniform" (Hopper, Walker2d) or "normal" (InvertedDoublePendulum, HalfCheetah)
     obs: Callable  # obs(raw) -> [B, obs_dim]
     reward: Callable  # reward(raw_before, raw_after, action, dt) -> (reward [B], terminated [B])
-    extra: Callable | None = None  # (m, d) -> 1-D array of further MuJoCo quantities the task reads
+    # further MuJoCo quantities the task reads: extra(m, d) returns views into d's arrays (taken once per
+    # MjData; they follow the simulation), combine(m, parts) turns the stacked views [n, ...] into [n, n_extra]
+    extra: Callable | None = None
+    combine: Callable | None = None  # default: flatten each part and concatenate
     expert: str = "rl"  # "lqr" (solved in closed form here) or "rl" (trained by gvatheory.rl)
     post_constraint: bool = False  # the task reads cfrc_ext (computed by mj_rnePostConstraint, as Gymnasium calls it)
 
@@ -142,7 +150,7 @@ TASKS = {
         Task("Walker2d-v5", "walker2d_v5.xml", 4, 5e-3, "uniform", _walker_obs, _locomotion_reward((0.8, 2.0), (-1.0, 1.0), None, 1e-3, True)),
         Task("HalfCheetah-v5", "half_cheetah.xml", 5, 0.1, "normal", _cheetah_obs, _locomotion_reward(None, None, None, 0.1, False)),
         Task("Ant-v5", "ant.xml", 5, 0.1, "normal", _ant_obs, _ant_reward, _ant_extra, post_constraint=True),
-        Task("Humanoid-v5", "humanoid.xml", 5, 1e-2, "uniform", _humanoid_obs, _humanoid_reward, _humanoid_extra, post_constraint=True),
+        Task("Humanoid-v5", "humanoid.xml", 5, 1e-2, "uniform", _humanoid_obs, _humanoid_reward, _humanoid_extra, _humanoid_combine, post_constraint=True),
     )
 }
 
@@ -204,18 +212,31 @@ class BatchEnv:
         self.datas = [mujoco.MjData(self.model) for _ in range(self.n)]
         self.dt = self.model.opt.timestep * self.task.frame_skip
         m = self.model
-        n_extra = 0 if self.task.extra is None else len(self.task.extra(self.model, self.datas[0]))
-        self.raw = {"qpos": np.zeros((n, m.nq)), "qvel": np.zeros((n, m.nv)), "extra": np.zeros((n, n_extra)), "unstable": np.zeros(n)}
+        # numpy views into every MjData, taken once: reading the batch is then one np.stack per quantity
+        # instead of Python attribute lookups per environment (most of the per-step overhead otherwise)
+        self._ctrl = [d.ctrl for d in self.datas]
+        self._views = {"qpos": [d.qpos for d in self.datas], "qvel": [d.qvel for d in self.datas],
+                       "warning": [d.warning.number for d in self.datas]}
+        self._extra = [] if self.task.extra is None else [self.task.extra(m, d) for d in self.datas]
+        self.raw = {"qpos": np.zeros((n, m.nq)), "qvel": np.zeros((n, m.nv)), "extra": np.zeros((n, 0)), "unstable": np.zeros(n)}
+        self._gather(np.arange(self.n))
         self.obs_dim = self.task.obs({k: v[:1] for k, v in self.raw.items()}).shape[1]
         self.act_dim = m.nu
 
-    def _gather(self, i, d):
-        r = self.raw
-        r["qpos"][i] = d.qpos
-        r["qvel"][i] = d.qvel
-        r["unstable"][i] = d.warning[_BADQPOS].number + d.warning[_BADQVEL].number + d.warning[_BADQACC].number
-        if self.task.extra is not None:
-            r["extra"][i] = self.task.extra(self.model, d)
+    def _gather(self, idx):
+        """Copies the MuJoCo state of the environments ``idx`` into ``self.raw`` (the batch the task reads)."""
+        r, v = self.raw, self._views
+        r["qpos"][idx] = np.stack([v["qpos"][i] for i in idx])
+        r["qvel"][idx] = np.stack([v["qvel"][i] for i in idx])
+        w = np.stack([v["warning"][i] for i in idx])
+        r["unstable"][idx] = w[:, _BADQPOS] + w[:, _BADQVEL] + w[:, _BADQACC]
+        if self._extra:
+            parts = [np.stack([self._extra[i][j] for i in idx]) for j in range(len(self._extra[0]))]
+            combine = self.task.combine or (lambda m, ps: np.concatenate([p.reshape(len(p), -1) for p in ps], 1))
+            extra = combine(self.model, parts)
+            if r["extra"].shape[1] != extra.shape[1]:
+                r["extra"] = np.zeros((self.n, extra.shape[1]))
+            r["extra"][idx] = extra
 
     def reset(self, qpos, qvel, which=None) -> np.ndarray:
         """Sets the environments to (qpos [n, nq], qvel [n, nv]) as Gymnasium's reset does; returns obs [n, obs_dim].
@@ -225,13 +246,14 @@ class BatchEnv:
         qpos, qvel = np.asarray(qpos, float), np.asarray(qvel, float)
         if qpos.shape != (self.n, self.model.nq) or qvel.shape != (self.n, self.model.nv):
             raise ValueError(f"expected qpos [{self.n}, {self.model.nq}] and qvel [{self.n}, {self.model.nv}], got {qpos.shape}, {qvel.shape}")
-        idx = range(self.n) if which is None else np.arange(self.n)[which]
+        idx = np.arange(self.n) if which is None else np.arange(self.n)[which]
         for i in idx:
             d = self.datas[i]
             mujoco.mj_resetData(self.model, d)
             d.qpos[:], d.qvel[:] = qpos[i], qvel[i]
             mujoco.mj_forward(self.model, d)
-            self._gather(i, d)
+        if len(idx):
+            self._gather(idx)
         return self.task.obs(self.raw)
 
     def step(self, action, active=None):
@@ -246,16 +268,14 @@ class BatchEnv:
             raise ValueError(f"expected action [{self.n}, {self.act_dim}], got {action.shape}")
         idx = np.arange(self.n) if active is None else np.flatnonzero(active)
         before = {k: v.copy() for k, v in self.raw.items()}
-        m, fs, post = self.model, self.task.frame_skip, self.task.post_constraint
+        m, fs, post, datas, ctrl = self.model, self.task.frame_skip, self.task.post_constraint, self.datas, self._ctrl
 
         def advance(chunk):
             for i in chunk:
-                d = self.datas[i]
-                d.ctrl[:] = action[i]
-                mujoco.mj_step(m, d, nstep=fs)
+                ctrl[i][:] = action[i]
+                mujoco.mj_step(m, datas[i], nstep=fs)
                 if post:
-                    mujoco.mj_rnePostConstraint(m, d)
-                self._gather(i, d)
+                    mujoco.mj_rnePostConstraint(m, datas[i])
 
         if self.threads > 1 and len(idx) > 1:
             if not hasattr(self, "_pool"):
@@ -263,6 +283,8 @@ class BatchEnv:
             list(self._pool.map(advance, np.array_split(idx, min(self.threads, len(idx)))))
         else:
             advance(idx)
+        if len(idx):
+            self._gather(idx)
         reward, terminated = self.task.reward(before, self.raw, action, self.dt)
         # MuJoCo's automatic mj_resetData after a non-finite or huge qpos/qvel/qacc raises a warning counter
         diverged = self.raw["unstable"] > before["unstable"]
