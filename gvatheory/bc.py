@@ -150,19 +150,21 @@ def mujoco_expert(name: str):
 
 
 def _mujoco_demonstrations(cfg: BCConfig) -> dict:
-    # starts from the task's reset distribution, their spread (around qpos0, qvel = 0) times start_scale
-    rng = np.random.default_rng([cfg.data_seed, 20_261_125])
+    # starts from the task's reset distribution, their spread (around qpos0, qvel = 0) times start_scale;
+    # training, validation and evaluation draw from their own streams, so the evaluation starts depend on
+    # (data_seed, n_eval, start_scale) only and do not move when the number or length of demonstrations does
+    rng_train, rng_val, rng_eval = (np.random.default_rng([cfg.data_seed, 20_261_125, k]) for k in range(3))
     model = mjenv.load_model(cfg.system)
     expert = mujoco_expert(cfg.system)
 
-    def starts(n):
+    def starts(n, rng):
         qpos, qvel = mjenv.reset_states(cfg.system, n, rng=rng)
         return model.qpos0 + cfg.start_scale * (qpos - model.qpos0), cfg.start_scale * qvel
 
-    kw = dict(noise=cfg.action_noise, rng=rng, clean_labels=cfg.clean_labels)
-    X, U, _, f1 = mjenv.demonstrations(cfg.system, expert, *starts(cfg.n_demos), cfg.demo_horizon, **kw)
-    Xv, Uv, Uc, f2 = mjenv.demonstrations(cfg.system, expert, *starts(cfg.n_val), cfg.demo_horizon, **kw)
-    qpos0, qvel0 = starts(cfg.n_eval)
+    kw = dict(noise=cfg.action_noise, clean_labels=cfg.clean_labels)
+    X, U, _, f1 = mjenv.demonstrations(cfg.system, expert, *starts(cfg.n_demos, rng_train), cfg.demo_horizon, rng=rng_train, **kw)
+    Xv, Uv, Uc, f2 = mjenv.demonstrations(cfg.system, expert, *starts(cfg.n_val, rng_val), cfg.demo_horizon, rng=rng_val, **kw)
+    qpos0, qvel0 = starts(cfg.n_eval, rng_eval)
     return dict(X=X, U=U, X_val=Xv, U_val=Uv, U_val_clean=Uc, qpos0=qpos0, qvel0=qvel0, expert_failed=np.concatenate([f1, f2]))
 
 

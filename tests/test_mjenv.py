@@ -141,3 +141,21 @@ def test_bc_on_mujoco_matches_reevaluation_of_stored_parameters(tmp_path, monkey
     np.testing.assert_array_equal(again["ret"], out["ret"])
     # the expert's own rollouts from the same starts all stand for the whole (short) horizon
     assert out["expert_ret"].shape == (N,) and out["expert_ret"].min() > 10 * cfg.horizon * 0.9
+
+
+def test_mujoco_evaluation_starts_do_not_depend_on_the_demonstrations(tmp_path, monkeypatch):
+    """Training, validation and evaluation draw from separate streams: more training demonstrations leave the
+    validation set and the evaluation starts as they were, longer ones the evaluation starts; another data
+    seed moves them."""
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
+    cfg = dataclasses.replace(bc.MUJOCO_PRESETS["smoke"], n_eval=5)
+    base = bc.demonstrations(cfg)
+    more = bc.demonstrations(dataclasses.replace(cfg, n_demos=cfg.n_demos + 3))
+    longer = bc.demonstrations(dataclasses.replace(cfg, demo_horizon=cfg.demo_horizon + 20))
+    other = bc.demonstrations(dataclasses.replace(cfg, data_seed=1))
+    assert len(more["X"]) > len(base["X"]) and len(longer["X"]) > len(base["X"])
+    np.testing.assert_array_equal(base["X_val"], more["X_val"])
+    for d in (more, longer):
+        np.testing.assert_array_equal(base["qpos0"], d["qpos0"])
+        np.testing.assert_array_equal(base["qvel0"], d["qvel0"])
+    assert not np.array_equal(base["qpos0"], other["qpos0"])
