@@ -212,8 +212,8 @@ class BatchEnv:
         self.datas = [mujoco.MjData(self.model) for _ in range(self.n)]
         self.dt = self.model.opt.timestep * self.task.frame_skip
         m = self.model
-        # numpy views into every MjData, taken once: reading the batch is then one np.stack per quantity
-        # instead of Python attribute lookups per environment (most of the per-step overhead otherwise)
+        # numpy views into every MjData, taken once: reading the batch is one np.stack per quantity instead
+        # of attribute lookups per environment (measured: up to ~10% more env-steps/s; the physics dominates)
         self._ctrl = [d.ctrl for d in self.datas]
         self._views = {"qpos": [d.qpos for d in self.datas], "qvel": [d.qvel for d in self.datas],
                        "warning": [d.warning.number for d in self.datas]}
