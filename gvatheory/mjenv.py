@@ -218,7 +218,8 @@ class BatchEnv:
         self._views = {"qpos": [d.qpos for d in self.datas], "qvel": [d.qvel for d in self.datas],
                        "warning": [d.warning.number for d in self.datas]}
         self._extra = [] if self.task.extra is None else [self.task.extra(m, d) for d in self.datas]
-        self.raw = {"qpos": np.zeros((n, m.nq)), "qvel": np.zeros((n, m.nv)), "extra": np.zeros((n, 0)), "unstable": np.zeros(n)}
+        n_extra = self._combine(self._extra[:1]).shape[1] if self._extra else 0
+        self.raw = {"qpos": np.zeros((n, m.nq)), "qvel": np.zeros((n, m.nv)), "extra": np.zeros((n, n_extra)), "unstable": np.zeros(n)}
         self._gather(np.arange(self.n))
         self.obs_dim = self.task.obs({k: v[:1] for k, v in self.raw.items()}).shape[1]
         self.act_dim = m.nu
@@ -231,12 +232,14 @@ class BatchEnv:
         w = np.stack([v["warning"][i] for i in idx])
         r["unstable"][idx] = w[:, _BADQPOS] + w[:, _BADQVEL] + w[:, _BADQACC]
         if self._extra:
-            parts = [np.stack([self._extra[i][j] for i in idx]) for j in range(len(self._extra[0]))]
-            combine = self.task.combine or (lambda m, ps: np.concatenate([p.reshape(len(p), -1) for p in ps], 1))
-            extra = combine(self.model, parts)
-            if r["extra"].shape[1] != extra.shape[1]:
-                r["extra"] = np.zeros((self.n, extra.shape[1]))
-            r["extra"][idx] = extra
+            r["extra"][idx] = self._combine([self._extra[i] for i in idx])
+
+    def _combine(self, views):
+        """[n_extra] per environment from each environment's extra views: stacked part by part, then combined."""
+        parts = [np.stack([v[j] for v in views]) for j in range(len(views[0]))]
+        if self.task.combine is not None:
+            return self.task.combine(self.model, parts)
+        return np.concatenate([p.reshape(len(p), -1) for p in parts], 1)
 
     def reset(self, qpos, qvel, which=None) -> np.ndarray:
         """Sets the environments to (qpos [n, nq], qvel [n, nv]) as Gymnasium's reset does; returns obs [n, obs_dim].
