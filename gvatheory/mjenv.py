@@ -18,7 +18,9 @@ References: PAPER.md "Measured here" (the LQR recipe for InvertedDoublePendulum-
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -163,10 +165,20 @@ def task(name: str) -> Task:
 
 
 def load_model(name: str) -> mujoco.MjModel:
-    """The task's MjModel, from the XML file installed with Gymnasium."""
+    """The task's MjModel, from the XML file installed with Gymnasium: a copy of one compiled per process.
+
+    The copy is the caller's to change (``lqr_expert`` switches its integrator). Compiling once also
+    means MuJoCo's compiler warnings (HalfCheetah's file uses the deprecated ``settotalmass``) are printed
+    once per process, not at every evaluation of a TD3 run.
+    """
+    return copy.copy(_compiled_model(task(name).xml))
+
+
+@functools.cache
+def _compiled_model(xml: str) -> mujoco.MjModel:
     import gymnasium.envs.mujoco as gm
 
-    return mujoco.MjModel.from_xml_path(str(Path(gm.__file__).parent / "assets" / task(name).xml))
+    return mujoco.MjModel.from_xml_path(str(Path(gm.__file__).parent / "assets" / xml))
 
 
 def reset_states(name: str, n: int, *, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

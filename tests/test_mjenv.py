@@ -111,6 +111,19 @@ def test_threads_do_not_change_results():
         np.testing.assert_array_equal(x, y)
 
 
+def test_load_model_gives_each_caller_its_own_copy():
+    # the model is compiled once per process; lqr_expert switches its copy to implicitfast, which must not
+    # leak into the RK4 model every environment steps
+    a = mjenv.load_model(IDP)
+    mass = a.body_mass.copy()
+    a.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    a.body_mass[1] += 1.0
+    mjenv.lqr_expert(IDP)
+    b = mjenv.BatchEnv(IDP, 1).model
+    assert b is not a and b.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+    np.testing.assert_array_equal(b.body_mass, mass)
+
+
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="unknown MuJoCo task"):
         mjenv.task("Hopper-v2")
