@@ -85,3 +85,14 @@ def test_missing_expert_and_bad_config(tmp_path, monkeypatch):
         rl.TD3Config(steps=1000, start_steps=1000)
     with pytest.raises(ValueError, match="until"):
         rl.train(TINY, progress=False, until=150)
+
+
+def test_compare_published_one_std_band():
+    # the band is [mean - std, mean + std] of each source, its edges inside; Hopper has two sources
+    (m1, s1), (m4, s4) = rl.PUBLISHED["Hopper-v5"]["TD3 paper, Gym v1"], rl.PUBLISHED["Hopper-v5"]["CleanRL TD3, Gym v4"]
+    assert rl.compare_published("Hopper-v5", m1 - s1) == {"TD3 paper, Gym v1": "inside", "CleanRL TD3, Gym v4": "inside"}
+    assert rl.compare_published("Hopper-v5", m4 - s4 - 1e-6)["CleanRL TD3, Gym v4"] == "below"
+    assert rl.compare_published("Hopper-v5", m1 + s1 + 1e-6)["TD3 paper, Gym v1"] == "above"
+    assert "3564 ± 115: below" in rl.published_text("Hopper-v5", 3000.0)
+    with pytest.raises(ValueError, match="task must be one of"):
+        rl.compare_published("InvertedDoublePendulum-v5", 1.0)
