@@ -96,8 +96,9 @@ EXPERTS = {
 #   Gym's v4 tasks, the published version closest to Gymnasium's v5. Hopper-v5 and HalfCheetah-v5 keep
 #   v4's models, rewards and terminations (Hopper-v5 only stops paying the healthy reward on the step that
 #   ends an episode); Walker2d-v5 gives both feet friction 1.9 (v4: 1.9 and 0.9); Humanoid-v5 trims its
-#   observation and restores a contact cost in its reward. CleanRL's returns are those of training episodes (with exploration noise), ours of
-#   noise-free evaluation, which favours ours. Ant is not in its table.
+#   observation and restores a contact cost in its reward. CleanRL's returns are those of training
+#   episodes (with exploration noise), ours of noise-free evaluation, which favours ours. Ant is not in
+#   its table.
 # Neither source ran the v5 tasks: both are reported; "inside" means within one std of the mean.
 PUBLISHED = {
     "Hopper-v5": {"TD3 paper, Gym v1": (3564.07, 114.74), "CleanRL TD3, Gym v4": (3134.61, 360.18)},
