@@ -1,6 +1,6 @@
 # gvatheory: `make figures` regenerates every figure, `make test` runs the tests.
 # Both create (or reuse) .venv and install the package into it; nothing else is needed but Python 3.11 + pip.
-#   make figures [SCALE=smoke|quick|paper] [NB="02 03"] [SEED=0]
+#   make figures [SCALE=smoke|quick|paper] [NB="02 03"] [SEED=0] [JOBS=2]
 #   make figures SCALE=paper GPU=1     # on a CUDA machine: installs JAX's CUDA 12 build first
 #   make experts [EXPERTS="Hopper-v5 Walker2d-v5"]   # TD3 experts for notebook 11's locomotion suite (~1 h each on 2 cores; resumable)
 #   make test | make lab | make clean
@@ -10,6 +10,7 @@ PY     := $(VENV)/bin/python
 SCALE  ?= quick
 SEED   ?= 0
 NB     ?=
+JOBS   ?= 2
 EXPERTS ?= Hopper-v5 Walker2d-v5
 GPU    ?= 0
 STAMP  := $(VENV)/.installed-$(GPU)
@@ -29,7 +30,7 @@ endif
 	touch $@
 
 figures: $(STAMP)
-	$(PY) -m gvatheory.execute --scale $(SCALE) --seed $(SEED) $(if $(NB),--only $(NB),)
+	$(PY) -m gvatheory.execute --scale $(SCALE) --seed $(SEED) --jobs $(JOBS) $(if $(NB),--only $(NB),)
 
 experts: $(STAMP)
 	$(PY) -m gvatheory.rl --task $(EXPERTS)

@@ -77,3 +77,66 @@ def test_failing_notebook_names_the_cell(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(RuntimeError, match=r"99_broken.ipynb failed in cell 3.*ZeroDivisionError"):
         execute.run(path, scale="smoke", seed=0, out_dir=tmp_path / "out", fig_dir=tmp_path, data_dir=tmp_path, log=lambda *_: None)
+
+
+class _FakeRun:
+    """A stand-in for a notebook's process: finishes (with ``rc``) at its ``n``-th poll, and logs when."""
+
+    def __init__(self, name, n, events, rc=0):
+        self.name, self.n, self.events, self.rc, self.calls, self.returncode, self.killed = name, n, events, rc, 0, None, False
+
+    def poll(self):
+        self.calls += 1
+        if self.calls >= self.n:
+            self.returncode = self.rc
+            self.events.append(("end", self.name))
+        return self.returncode
+
+    def kill(self):
+        self.killed = True
+
+
+def test_run_parallel_keeps_the_job_limit_and_waits_for_what_a_notebook_reads():
+    from pathlib import Path
+
+    polls = {"01": 1, "02": 2, "04": 5, "05": 1, "06": 3, "07": 4, "08": 2, "09": 1, "10": 6, "11": 2}
+    nbs = [Path(f"{k}_nb.ipynb") for k in sorted(polls)]
+    events = []
+
+    def launch(nb):
+        events.append(("start", nb.name[:2]))
+        return _FakeRun(nb.name[:2], polls[nb.name[:2]], events)
+
+    execute.run_parallel(nbs, 2, launch, log=lambda *_: None, poll_s=0)
+    starts = [k for e, k in events if e == "start"]
+    assert sorted(starts) == sorted(polls), "every notebook ran exactly once"
+    running, peak = 0, 0
+    for e, k in events:
+        running += 1 if e == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2
+    pos = {ev: i for i, ev in enumerate(events)}
+    for after, dep in execute.AFTER.items():
+        assert pos["end", dep] < pos["start", after], f"{after} started before {dep} had finished"
+    assert starts[:2] == ["07", "04"], "the long chains start first"
+    # one job: the priority order, one at a time
+    events.clear()
+    execute.run_parallel(nbs, 1, launch, log=lambda *_: None, poll_s=0)
+    assert [k for e, k in events if e == "start"] == [k for k in execute.PRIORITY if k in polls]
+
+
+def test_run_parallel_names_the_failed_notebook_and_stops_the_others():
+    from pathlib import Path
+
+    events, handles = [], {}
+
+    def launch(nb):
+        k = nb.name[:2]
+        handles[k] = _FakeRun(k, {"07": 50, "04": 2}[k], events, rc=1 if k == "04" else 0)
+        return handles[k]
+
+    with pytest.raises(RuntimeError, match="04_nb.ipynb failed"):
+        execute.run_parallel([Path("04_nb.ipynb"), Path("07_nb.ipynb")], 2, launch, log=lambda *_: None, poll_s=0)
+    assert handles["07"].killed
+    with pytest.raises(ValueError):
+        execute.run_parallel([], 0, launch)
