@@ -36,7 +36,7 @@ experts: $(STAMP)
 	$(PY) -m gvatheory.rl --task $(EXPERTS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --durations=12 tests
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
