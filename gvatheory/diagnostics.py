@@ -71,6 +71,19 @@ def c1_holds(raw: dict) -> bool:
     return raw["loss_change"] < 0.05 and (raw["return_change_rel"] > 0.5 or raw["fail_checkpoints"] >= 0.01)
 
 
+def gva_visible(raw: dict, rel_tol: float = 1e-3) -> bool:
+    """C1 holds and the raw iterates show a GVA one can see: a rollout lost at ≥ 1% of the checkpoints, or a
+    mean return that moves between checkpoints by at least ``rel_tol`` of itself.
+
+    C1's relative branch divides the change of return by the mean excess cost over the expert; a clone as
+    good as its expert has a tiny excess, and then a wobble of a few parts in a million passes it. This
+    tells such a pass apart from the phenomenon.
+    """
+    lost = raw["fail_checkpoints"] >= 0.01
+    moves = raw["return_change"] >= rel_tol * abs(raw["mean_return"])
+    return c1_holds(raw) and (lost or moves)
+
+
 def c2_holds(raw: dict, avg: dict) -> bool:
     """Claim C2: the average cuts the adjacent change of return ≥ 10x and its mean return is ≥ the raw's."""
     return raw["return_change"] >= 10 * avg["return_change"] and avg["mean_return"] >= raw["mean_return"]

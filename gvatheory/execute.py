@@ -1,7 +1,10 @@
 """Executes the notebooks headless with papermill: ``python -m gvatheory.execute --scale quick``.
 
 Writes executed copies to ``build/<scale>/`` and figures to the figure folder. A failing notebook
-stops the build with a non-zero exit that names the notebook and the cell.
+stops the build with a non-zero exit that names the notebook and the cell. ``--jobs 2`` (what ``make
+figures`` uses) runs two notebooks at a time, each in its own process with its console output in
+``build/<scale>/NN_*.log``: on two cores a notebook alone leaves one idle through much of its compilation
+and Python work.
 """
 from __future__ import annotations
 
