@@ -19,9 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # notebooks that re-read runs another one caches (05 and 06 read 04's, 08 the base runs of 07, 09 the base
 # run of 08): with --jobs > 1 each starts only after the one it reads has finished, rather than recompute
 AFTER = {"05": "04", "06": "04", "08": "07", "09": "08"}
-# with --jobs > 1, the order in which ready notebooks are started: the long chains first, so that the
-# short notebooks fill the end (times at quick scale in the README)
-PRIORITY = ("07", "04", "08", "05", "06", "09", "10", "11", "01", "02", "03")
+# notebooks that measure wall time and put it in a figure or a claim (07's compute axis, 08's seconds per
+# run): with --jobs > 1 each runs alone, so that no other notebook's load enters those numbers
+EXCLUSIVE = frozenset({"07", "08"})
+# with --jobs > 1, the order in which ready notebooks are started: the exclusive ones, then the long
+# ones, so that the short notebooks fill the end (times at quick scale in the README)
+PRIORITY = ("07", "08", "04", "10", "11", "05", "06", "09", "01", "02", "03")
 
 
 def notebooks(only: list[str] | None = None, folder: Path = ROOT / "notebooks") -> list[Path]:
@@ -68,7 +71,7 @@ def run_parallel(nbs: list[Path], jobs: int, launch, *, log=print, poll_s: float
 
     ``launch(nb)`` starts one notebook and returns a ``subprocess.Popen``-like handle (``poll()``,
     ``returncode``, ``kill()``). A notebook waits for the one it reads (``AFTER``) when that one is among
-    ``nbs``; ready notebooks start in ``PRIORITY`` order.
+    ``nbs``; one in ``EXCLUSIVE`` runs alone; ready notebooks start in ``PRIORITY`` order.
 
     Raises:
         RuntimeError: naming the first notebook that failed (the others still running are stopped).
@@ -83,6 +86,9 @@ def run_parallel(nbs: list[Path], jobs: int, launch, *, log=print, poll_s: float
     while pending or running:
         for nb in list(pending):
             dep = AFTER.get(nb.name[:2])
+            alone = nb.name[:2] in EXCLUSIVE
+            if any(r.name[:2] in EXCLUSIVE for r in running) or (alone and running):
+                break  # an exclusive notebook runs alone, and waits for the others to finish: keep the order
             if len(running) < jobs and (dep not in names or dep in done):
                 pending.remove(nb)
                 log(f"{nb.name}: started")

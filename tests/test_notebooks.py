@@ -97,6 +97,7 @@ class _FakeRun:
 
 
 def test_run_parallel_keeps_the_job_limit_and_waits_for_what_a_notebook_reads():
+    """Fake notebooks that finish after a given number of polls: the schedule's invariants hold."""
     from pathlib import Path
 
     polls = {"01": 1, "02": 2, "04": 5, "05": 1, "06": 3, "07": 4, "08": 2, "09": 1, "10": 6, "11": 2}
@@ -118,7 +119,11 @@ def test_run_parallel_keeps_the_job_limit_and_waits_for_what_a_notebook_reads():
     pos = {ev: i for i, ev in enumerate(events)}
     for after, dep in execute.AFTER.items():
         assert pos["end", dep] < pos["start", after], f"{after} started before {dep} had finished"
-    assert starts[:2] == ["07", "04"], "the long chains start first"
+    live = set()
+    for e, k in events:  # a notebook that measures wall time runs alone
+        live = live | {k} if e == "start" else live - {k}
+        assert not (live & execute.EXCLUSIVE) or len(live) == 1, f"{sorted(live)} ran together"
+    assert starts[:3] == ["07", "08", "04"], "the exclusive notebooks first, then the long ones"
     # one job: the priority order, one at a time
     events.clear()
     execute.run_parallel(nbs, 1, launch, log=lambda *_: None, poll_s=0)
@@ -132,11 +137,11 @@ def test_run_parallel_names_the_failed_notebook_and_stops_the_others():
 
     def launch(nb):
         k = nb.name[:2]
-        handles[k] = _FakeRun(k, {"07": 50, "04": 2}[k], events, rc=1 if k == "04" else 0)
+        handles[k] = _FakeRun(k, {"10": 50, "04": 2}[k], events, rc=1 if k == "04" else 0)
         return handles[k]
 
     with pytest.raises(RuntimeError, match="04_nb.ipynb failed"):
-        execute.run_parallel([Path("04_nb.ipynb"), Path("07_nb.ipynb")], 2, launch, log=lambda *_: None, poll_s=0)
-    assert handles["07"].killed
+        execute.run_parallel([Path("04_nb.ipynb"), Path("10_nb.ipynb")], 2, launch, log=lambda *_: None, poll_s=0)
+    assert handles["10"].killed
     with pytest.raises(ValueError):
         execute.run_parallel([], 0, launch)
