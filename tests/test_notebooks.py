@@ -1,5 +1,6 @@
 """Every notebook runs at smoke scale, makes its figures, is committed without outputs, and is deterministic."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,8 +99,6 @@ class _FakeRun:
 
 def test_run_parallel_keeps_the_job_limit_and_waits_for_what_a_notebook_reads():
     """Fake notebooks that finish after a given number of polls: the schedule's invariants hold."""
-    from pathlib import Path
-
     polls = {"01": 1, "02": 2, "04": 5, "05": 1, "06": 3, "07": 4, "08": 2, "09": 1, "10": 6, "11": 2}
     nbs = [Path(f"{k}_nb.ipynb") for k in sorted(polls)]
     events = []
@@ -131,8 +130,6 @@ def test_run_parallel_keeps_the_job_limit_and_waits_for_what_a_notebook_reads():
 
 
 def test_run_parallel_names_the_failed_notebook_and_stops_the_others():
-    from pathlib import Path
-
     events, handles = [], {}
 
     def launch(nb):
