@@ -122,33 +122,27 @@ def main(argv=None) -> int:
         p.error(f"--jobs must be >= 1, got {a.jobs}")
     out_dir = a.out_dir or ROOT / "build" / a.scale
     data_dir = a.data_dir or out_dir / "data"
-    total = 0.0
-    if a.jobs > 1:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        logs = {}
+    logs = {}
 
-        def launch(nb):  # one notebook per process; its output goes to build/<scale>/NN_*.log
-            logs[nb] = out_dir / f"{nb.stem}.log"
-            cmd = [sys.executable, "-m", "gvatheory.execute", "--scale", a.scale, "--seed", str(a.seed), "--only", nb.name[:2],
-                   "--fig-dir", str(a.fig_dir), "--out-dir", str(out_dir), "--data-dir", str(data_dir)]
-            with open(logs[nb], "w") as f:
-                return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+    def launch(nb):  # one notebook per process; its output goes to build/<scale>/NN_*.log
+        logs[nb.name] = out_dir / f"{nb.stem}.log"
+        cmd = [sys.executable, "-m", "gvatheory.execute", "--scale", a.scale, "--seed", str(a.seed), "--only", nb.name[:2],
+               "--fig-dir", str(a.fig_dir), "--out-dir", str(out_dir), "--data-dir", str(data_dir)]
+        with open(logs[nb.name], "w") as f:
+            return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
 
-        try:
+    try:
+        if a.jobs > 1:
+            out_dir.mkdir(parents=True, exist_ok=True)
             wall = run_parallel(notebooks(a.only), a.jobs, launch)
-        except RuntimeError as e:
-            nb = next(nb for nb in logs if str(e).startswith(nb.name))
-            print(f"error: {e}; its log: {logs[nb]}\n{logs[nb].read_text()[-3000:]}", file=sys.stderr)
-            return 1
-        print(f"all notebooks done at scale={a.scale} in {wall:.1f} s ({a.jobs} at a time); figures in {a.fig_dir}")
-        return 0
-    for nb in notebooks(a.only):
-        try:
-            total += run(nb, scale=a.scale, seed=a.seed, out_dir=out_dir, fig_dir=a.fig_dir, data_dir=data_dir)
-        except RuntimeError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-    print(f"all notebooks done at scale={a.scale} in {total:.1f} s; figures in {a.fig_dir}")
+        else:
+            wall = sum(run(nb, scale=a.scale, seed=a.seed, out_dir=out_dir, fig_dir=a.fig_dir, data_dir=data_dir) for nb in notebooks(a.only))
+    except RuntimeError as e:
+        log = next((f for name, f in logs.items() if str(e).startswith(name)), None)
+        print(f"error: {e}" + (f"; its log: {log}\n{log.read_text()[-3000:]}" if log else ""), file=sys.stderr)
+        return 1
+    at_once = f" ({a.jobs} at a time)" if a.jobs > 1 else ""
+    print(f"all notebooks done at scale={a.scale} in {wall:.1f} s{at_once}; figures in {a.fig_dir}")
     return 0
 
 

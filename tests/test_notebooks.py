@@ -80,6 +80,18 @@ def test_failing_notebook_names_the_cell(tmp_path):
         execute.run(path, scale="smoke", seed=0, out_dir=tmp_path / "out", fig_dir=tmp_path, data_dir=tmp_path, log=lambda *_: None)
 
 
+def test_main_reports_a_failing_notebook_and_exits_nonzero(tmp_path, monkeypatch, capsys):
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}, "language_info": {"name": "python"}}
+    nb.cells = [nbformat.v4.new_code_cell("scale = 'x'"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, tmp_path / "98_broken.ipynb")
+    monkeypatch.setattr(execute, "notebooks", lambda only=None: [tmp_path / "98_broken.ipynb"])
+    assert execute.main(["--scale", "smoke", "--fig-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 1
+    assert "98_broken.ipynb failed in cell 2" in capsys.readouterr().err
+
+
 class _FakeRun:
     """A stand-in for a notebook's process: finishes (with ``rc``) at its ``n``-th poll, and logs when."""
 
