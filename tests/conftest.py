@@ -9,7 +9,8 @@ is imported and inherited by the notebook kernels through the environment:
   one at a time beside a niced background job); the code runs slower, which smoke scale does not feel.
   It is the same program rounded differently in the last bits (a smoke BC run: parameters within
   1.4e-6 of the optimised build's after 200 steps, returns within 5e-4); the tests compare with
-  tolerances, and the determinism tests compare two runs under the same setting. Set GVATHEORY_TEST_FAST_COMPILE=0 to compile as ``make figures`` does.
+  tolerances, and the determinism tests compare two runs under the same setting.
+  Set GVATHEORY_TEST_FAST_COMPILE=0 to compile as ``make figures`` does.
 * JAX's persistent compilation cache, keyed by the program and the compiler: a later compilation of an
   identical program loads the executable instead — the same machine code, so the same numbers. It
   only helps programs without host callbacks (JAX does not store those), so not a BC run with a

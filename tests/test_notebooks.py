@@ -67,27 +67,27 @@ def test_same_seed_same_numbers(nb, tmp_path, monkeypatch):
             np.testing.assert_array_equal(a[name][k], b[name][k], err_msg=f"{name}:{k}")
 
 
-def test_failing_notebook_names_the_cell(tmp_path):
+def _broken_notebook(path, *cells):
+    """Writes a notebook with a parameters cell followed by ``cells`` (code) to ``path``."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}, "language_info": {"name": "python"}}
-    nb.cells = [nbformat.v4.new_code_cell("scale = 'x'"), nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in ("scale = 'x'",) + cells]
     nb.cells[0].metadata["tags"] = ["parameters"]
-    path = tmp_path / "99_broken.ipynb"
     nbformat.write(nb, path)
+    return path
+
+
+def test_failing_notebook_names_the_cell(tmp_path):
+    path = _broken_notebook(tmp_path / "99_broken.ipynb", "x = 1", "1 / 0")
     with pytest.raises(RuntimeError, match=r"99_broken.ipynb failed in cell 3.*ZeroDivisionError"):
         execute.run(path, scale="smoke", seed=0, out_dir=tmp_path / "out", fig_dir=tmp_path, data_dir=tmp_path, log=lambda *_: None)
 
 
 def test_main_reports_a_failing_notebook_and_exits_nonzero(tmp_path, monkeypatch, capsys):
-    import nbformat
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}, "language_info": {"name": "python"}}
-    nb.cells = [nbformat.v4.new_code_cell("scale = 'x'"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
-    nb.cells[0].metadata["tags"] = ["parameters"]
-    nbformat.write(nb, tmp_path / "98_broken.ipynb")
-    monkeypatch.setattr(execute, "notebooks", lambda only=None: [tmp_path / "98_broken.ipynb"])
+    path = _broken_notebook(tmp_path / "98_broken.ipynb", "raise ValueError('boom')")
+    monkeypatch.setattr(execute, "notebooks", lambda only=None: [path])
     assert execute.main(["--scale", "smoke", "--fig-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 1
     assert "98_broken.ipynb failed in cell 2" in capsys.readouterr().err
 
