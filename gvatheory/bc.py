@@ -486,10 +486,9 @@ PRESETS = {
 # noise 0.1, H = 1000); executed-action noise 0.1 in control units, the largest of {0.02, 0.05, 0.1, 0.2}
 # under which the expert never fell (notebook 11 measures its losses at each level); otherwise the recipe of 04.
 # Checkpoints cover the second half of training only (where the metrics are read): the rollouts run
-# in C MuJoCo, ~15k env steps/s on 2 cores. The quick scale trains with batch 16, not 64: its budget
-# allows 400 rollouts per variant, and at batch 64 the raw iterates' falls are too rare for that: no
-# raw checkpoint fell on 3 of seeds 0-5; a quarter of the batch (4x the gradient noise, the paper's own
-# knob) shows falls on 6 of 6 (README, "Notebook 11's quick batch"). Paper scale keeps 64.
+# in C MuJoCo, ~13k env steps/s on 2 cores. The quick scale trains with batch 16, not 64 (4x the gradient
+# noise, the paper's own knob): its 400 rollouts per variant miss the raw iterates' rarer falls at 64
+# (measured in the README, "Notebook 11's quick batch"). Paper scale keeps 64.
 MUJOCO_PRESETS = {
     "smoke": BCConfig(
         system="InvertedDoublePendulum-v5", n_demos=8, n_val=4, demo_horizon=100, action_noise=0.1,
