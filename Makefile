@@ -30,10 +30,10 @@ endif
 	touch $@
 
 figures: $(STAMP)
-	$(PY) -m gvatheory.execute --scale $(SCALE) --seed $(SEED) --jobs $(JOBS) $(if $(NB),--only $(NB),)
+	$(PY) -m gvatheory.infra.execute --scale $(SCALE) --seed $(SEED) --jobs $(JOBS) $(if $(NB),--only $(NB),)
 
 experts: $(STAMP)
-	$(PY) -m gvatheory.rl --task $(EXPERTS)
+	$(PY) -m gvatheory.control.rl --task $(EXPERTS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=12 tests

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gvatheory import bc, control, policies
+from gvatheory import presets
+from gvatheory.control import bc, policies, rollout
 
 
 def timeit(fn, *, repeat=3, min_time=0.5):
@@ -48,11 +49,11 @@ def matmul_rate(n=2048):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--system", default="double_pendulum")
-    p.add_argument("--n-eval", type=int, default=bc.PRESETS["quick"].n_eval)
+    p.add_argument("--n-eval", type=int, default=presets.BC["quick"].n_eval)
     p.add_argument("--horizon", type=int, default=1000)
     p.add_argument("--python-steps", type=int, default=200, help="steps timed for the slow Python loops")
     a = p.parse_args()
-    cfg = dataclasses.replace(bc.PRESETS["quick"], system=a.system, n_eval=a.n_eval, horizon=a.horizon)
+    cfg = dataclasses.replace(presets.BC["quick"], system=a.system, n_eval=a.n_eval, horizon=a.horizon)
     ev = bc.make_evaluator(cfg)
     sys, pc = ev.system, cfg.policy
     params = policies.init(pc, sys.n, sys.m, key=jax.random.key(0))
@@ -61,7 +62,7 @@ def main():
     peak = matmul_rate()
     print(f"device: {jax.devices()[0].device_kind}; dense matmul rate {peak / 1e9:.1f} GFLOP/s")
 
-    scan = jax.jit(lambda p, x0: control.rollout(sys, lambda x: ev.policy(p, x), x0, H, fail_cost=1.0).ret)
+    scan = jax.jit(lambda p, x0: rollout.rollout(sys, lambda x: ev.policy(p, x), x0, H, fail_cost=1.0).ret)
     t_scan = timeit(lambda: scan(params, x0).block_until_ready())
     rate_scan = N * H / t_scan
 

@@ -1,4 +1,4 @@
-"""Env-steps/s of the batched MuJoCo backend (gvatheory.mjenv) against a plain Gymnasium step loop, as ratios in this one process.
+"""Env-steps/s of the batched MuJoCo backend (gvatheory.control.mujoco) against a plain Gymnasium step loop, as ratios in this one process.
 
     python benchmarks/mujoco_throughput.py [--tasks InvertedDoublePendulum-v5 Hopper-v5] [--episodes 64] [--steps 1000]
 
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gvatheory import mjenv, policies
+from gvatheory.control import mujoco as mjenv, policies
 
 
 def gym_rate(name, n_steps, policy=None, seed=0):

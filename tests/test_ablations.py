@@ -4,8 +4,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gvatheory import ablations as A, bc
-from gvatheory.averaging import AveragingConfig
+from gvatheory import presets
+from gvatheory.control import ablations as A, bc
+from gvatheory.core.averaging import AveragingConfig
 
 
 @pytest.fixture(scope="module")
@@ -13,14 +14,14 @@ def smoke(tmp_path_factory):
     """The smoke base run (all averages tracked and stored), seed 0, in a private cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("GVATHEORY_CACHE", str(tmp_path_factory.mktemp("cache")))
-    cfg = A.base("smoke")
+    cfg = presets.ablation_base("smoke")
     out = bc.run_seeds(cfg, [0])[0]
     yield cfg, out
     mp.undo()
 
 
 def test_every_mitigation_is_one_edit_of_the_base():
-    base = A.base("quick")
+    base = presets.ablation_base("quick")
     lean = A.lean(base)
     for arm in A.mitigation_arms(base):
         if arm.variant != "raw":  # the averages are read from the reference run or the base run itself
@@ -31,7 +32,7 @@ def test_every_mitigation_is_one_edit_of_the_base():
 
 
 def test_cause_arms_scale_data_batch_and_lr_as_labelled():
-    base = A.base("quick")
+    base = presets.ablation_base("quick")
     arms = A.cause_arms(base)
     assert [a.cfg.n_demos / base.n_demos for a in arms["data"]] == [1, 4, 16]
     evals = [a.cfg.grad_evals / base.grad_evals for a in arms["batch"]]
@@ -42,14 +43,14 @@ def test_cause_arms_scale_data_batch_and_lr_as_labelled():
 
 def test_arm_rejects_an_untracked_variant():
     with pytest.raises(ValueError, match="not tracked"):
-        A.Arm("x", A.lean(A.base("smoke")), "bema")
+        A.Arm("x", A.lean(presets.ablation_base("smoke")), "bema")
     with pytest.raises(ValueError, match="scale"):
-        A.base("huge")
+        presets.ablation_base("huge")
 
 
 def test_score_is_the_mean_adjacent_change_of_the_second_half():
     """Closed form on a hand-made run: returns that alternate ±a around a level change by 2a between checkpoints."""
-    cfg = A.lean(A.base("smoke"))
+    cfg = A.lean(presets.ablation_base("smoke"))
     C, N, a = 8, 3, 1.5
     mean = -100 + a * (-1.0) ** np.arange(C)
     ret = np.broadcast_to(mean[None, :, None], (2, C, N)).copy()
@@ -67,7 +68,7 @@ def test_score_is_the_mean_adjacent_change_of_the_second_half():
 def test_full_batch_descent_has_no_sampling_noise(tmp_path, monkeypatch):
     """With batch_size = 0 and a fixed initialisation the run key changes nothing: gradient descent is deterministic."""
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
-    cfg = A.lean(A.base("smoke"), batch_size=0, init_seed=3)
+    cfg = A.lean(presets.ablation_base("smoke"), batch_size=0, init_seed=3)
     a, b = bc.run_seeds(cfg, [0, 1])
     np.testing.assert_array_equal(a["final_params"], b["final_params"])
     mini = bc.run_seeds(dataclasses.replace(cfg, batch_size=cfg.n_demos * cfg.demo_horizon), [0, 1])
@@ -91,9 +92,9 @@ def test_posthoc_rebuilds_a_stored_average_exactly(smoke):
 def test_posthoc_rebuild_error_is_bounded_by_the_weight_residual():
     """Synthetic iterates θ_0..θ_T (a random walk): snapshots = exact weights @ θ; the rebuilt EMA differs from
     the true EMA by at most residual · ‖w*‖ · ‖θ_p‖ per coordinate (Cauchy–Schwarz)."""
-    from gvatheory import posthoc
+    from gvatheory.core import posthoc
 
-    cfg = A.base("smoke")
+    cfg = presets.ablation_base("smoke")
     T, P = int(cfg.checkpoints[-1]), 5
     theta = np.cumsum(np.random.default_rng(0).normal(size=(T + 1, P)), 0)
     conf = dict(cfg.extra_averages)

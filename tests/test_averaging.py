@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gvatheory import averaging as av
+from gvatheory.core import averaging as av
 
 
 def run(avg, thetas):

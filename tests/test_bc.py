@@ -6,44 +6,51 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gvatheory import bc, control, diagnostics, landscape, linear, policies
+from gvatheory import presets
+from gvatheory.control import bc, landscape, lqr, policies, systems
+from gvatheory.core import diagnostics
+from gvatheory.theory import linear
 
-SMOKE = dataclasses.replace(bc.PRESETS["smoke"], system="cartpole")
+SMOKE = dataclasses.replace(presets.BC["smoke"], system="cartpole")
+
+
+def run(cfg, key):
+    """One run of ``cfg``, completed on the host (steps, expert returns), as a numpy dict."""
+    return bc.finish(cfg, bc.make_run(cfg)(key))
 
 
 @pytest.fixture(scope="module")
 def run_smoke():
-    run = bc.make_run(SMOKE)
-    return run, run(jax.random.key(0))
+    r = bc.make_run(SMOKE)
+    return r, bc.finish(SMOKE, r(jax.random.key(0)))
 
 
 def test_run_shapes_and_determinism(run_smoke):
-    run, out = run_smoke
+    r, out = run_smoke
     C, V, N = len(SMOKE.checkpoints), len(SMOKE.variants), SMOKE.n_eval
-    assert out["ret"].shape == (V, C, N) and out["failed"].shape == (V, C, N)
+    assert out["ret"].shape == (V, C, N) and out["failed"].shape == (V, C, N) and out["diverged"].shape == (V, C, N)
     assert out["val_loss"].shape == (V, C) and out["grad_top"].shape == (C, 5)
     assert np.all(np.isfinite(out["ret"])) and np.all(np.isfinite(out["val_loss"]))
-    again = run(jax.random.key(0))
-    assert out["wall_s"] > 0
-    for k in set(out) - {"wall_s"}:  # wall_s is a measurement of this machine, not a result
+    again = bc.finish(SMOKE, r(jax.random.key(0)))
+    for k in out:
         np.testing.assert_array_equal(out[k], again[k], err_msg=k)  # same seed, same numbers (CPU)
-    other = run(jax.random.key(1))
+    other = r(jax.random.key(1))
     assert not np.array_equal(out["val_loss"], other["val_loss"])
     assert out["val_loss"][0, -1] < 0.5 * out["val_loss"][0, 0]  # it learns
 
 
 def test_ema_with_zero_decay_is_the_raw_iterate():
-    out = bc.make_run(dataclasses.replace(SMOKE, ema_decay=0.0))(jax.random.key(0))
+    out = run(dataclasses.replace(SMOKE, ema_decay=0.0), jax.random.key(0))
     np.testing.assert_allclose(out["val_loss"][1], out["val_loss"][0], rtol=1e-6)
     np.testing.assert_allclose(out["final_params"][1], out["final_params"][0], rtol=1e-6)
 
 
 def test_extra_averages_are_tracked_in_the_same_run():
-    from gvatheory import averaging
+    from gvatheory.core import averaging
 
     extra = (("ema0", averaging.ema(0.0).config), ("poly", averaging.polynomial_ema(0.8, lag=1.0).config))
     cfg = dataclasses.replace(SMOKE, steps=100, eval_every=50, extra_averages=extra, store_params=True)
-    out = bc.make_run(cfg)(jax.random.key(0))
+    out = run(cfg, jax.random.key(0))
     assert cfg.variants == ("raw", "ema", "ema0", "poly") and out["params"].shape[:2] == (4, 2)
     np.testing.assert_allclose(out["val_loss"][2], out["val_loss"][0], rtol=1e-6)  # EMA(0) is the raw iterate
     np.testing.assert_allclose(out["params"][:, -1], out["final_params"], rtol=1e-6)
@@ -53,8 +60,8 @@ def test_extra_averages_are_tracked_in_the_same_run():
 
 def test_dense_window_reproduces_the_same_iterates():
     """Evaluating every step inside a window sees exactly the iterates of the sparse run."""
-    sparse = bc.make_run(dataclasses.replace(SMOKE, steps=100, eval_every=50))(jax.random.key(3))
-    dense = bc.make_run(dataclasses.replace(SMOKE, steps=52, eval_start=48, eval_every=1))(jax.random.key(3))
+    sparse = run(dataclasses.replace(SMOKE, steps=100, eval_every=50), jax.random.key(3))
+    dense = run(dataclasses.replace(SMOKE, steps=52, eval_start=48, eval_every=1), jax.random.key(3))
     assert list(dense["steps"]) == [49, 50, 51, 52]
     np.testing.assert_allclose(dense["val_loss"][:, 1], sparse["val_loss"][:, 0], rtol=1e-5)
     np.testing.assert_allclose(dense["ret"][:, 1], sparse["ret"][:, 0], rtol=1e-5)
@@ -117,8 +124,8 @@ def test_slice_at_zero_is_the_iterate_and_expert_jacobian_is_the_lqr_loop(run_sm
     np.testing.assert_allclose(sl["ret"][0], out["ret"][0, -1], rtol=1e-5)
     # the expert's closed-loop Jacobian at the equilibrium is A + B K of the linearisation
     ev = bc.make_evaluator(SMOKE)
-    expert = control.Expert(ev.system, ev.data["K"])
-    A, B = control.linearize(ev.system)
+    expert = lqr.Expert(ev.system, ev.data["K"])
+    A, B = lqr.linearize(ev.system)
     rho, alive = landscape.closed_loop_spectral_radii(dataclasses.replace(SMOKE, horizon=300), policy=expert)
     assert alive.all()
     # late in the rollout the state has converged to the equilibrium
@@ -164,8 +171,8 @@ def test_resmlp_runs_and_counts():
 
 def test_init_seed_fixes_the_initialisation_and_the_key_only_orders_minibatches(run_smoke):
     _, out = run_smoke
-    same = bc.make_run(dataclasses.replace(SMOKE, init_seed=0))(jax.random.key(0))
-    for k in set(out) - {"wall_s"}:  # init_seed = the run's own seed is the default run, number for number
+    same = run(dataclasses.replace(SMOKE, init_seed=0), jax.random.key(0))
+    for k in out:  # init_seed = the run's own seed is the default run, number for number
         np.testing.assert_array_equal(out[k], same[k], err_msg=k)
     # a vanishing learning rate leaves the parameters at their initialisation: shared with init_seed, not without
     frozen = dataclasses.replace(SMOKE, lr=1e-12, grad_samples=0)
@@ -178,7 +185,7 @@ def test_init_seed_fixes_the_initialisation_and_the_key_only_orders_minibatches(
 def test_gradient_clipping_bounds_each_sgd_step():
     lr, clip = 0.1, 0.01
     cfg = dataclasses.replace(SMOKE, optimizer="sgd", lr=lr, grad_clip=clip, steps=20, eval_every=1, grad_samples=0, n_eval=2, horizon=10)
-    out = bc.make_run(cfg)(jax.random.key(0))
+    out = run(cfg, jax.random.key(0))
     assert np.all(out["dparam"][0] <= lr * clip * (1 + 1e-4))
     assert np.max(out["dparam"][0]) > 0.5 * lr * clip  # the clip is active: unclipped steps are far larger here
     free = bc.make_run(dataclasses.replace(cfg, grad_clip=0.0))(jax.random.key(0))
@@ -202,7 +209,77 @@ def test_dropout_is_unbiased_and_off_at_evaluation():
 def test_dropout_and_state_noise_change_training_deterministically(run_smoke):
     _, out = run_smoke
     for over in ({"dropout": 0.2}, {"state_noise": 0.1}):
-        run = bc.make_run(dataclasses.replace(SMOKE, **over))
-        a, b = run(jax.random.key(0)), run(jax.random.key(0))
+        r = bc.make_run(dataclasses.replace(SMOKE, **over))
+        a, b = r(jax.random.key(0)), r(jax.random.key(0))
         np.testing.assert_array_equal(a["val_loss"], b["val_loss"])
         assert not np.array_equal(a["val_loss"], out["val_loss"]) and np.all(np.isfinite(a["ret"]))
+
+
+def test_make_run_is_pure_and_vmaps_over_keys(run_smoke):
+    """``make_run(cfg)`` is the jitted ``run(key)`` itself: vmapped over two keys it gives the two single runs."""
+    r, _ = run_smoke
+    keys = jax.random.split(jax.random.key(7), 2)
+    both = jax.vmap(r)(keys)
+    for i in range(2):
+        one = r(keys[i])
+        for k in one:
+            np.testing.assert_allclose(np.asarray(both[k][i]), np.asarray(one[k]), rtol=2e-5, atol=1e-6, err_msg=k)
+
+
+def test_run_seeds_caches_and_times_outside_the_program(tmp_path, monkeypatch):
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
+    cfg = dataclasses.replace(SMOKE, steps=50, eval_every=25, grad_samples=0)
+    assert not bc.is_cached(cfg, 0)
+    (out,) = bc.run_seeds(cfg, [0])
+    assert bc.is_cached(cfg, 0) and out["wall_s"] > 0
+    direct = run(cfg, jax.random.key(0))
+    for k in direct:
+        np.testing.assert_array_equal(out[k], direct[k], err_msg=k)
+    (again,) = bc.run_seeds(cfg, [0])  # from the cache
+    np.testing.assert_array_equal(again["wall_s"], out["wall_s"])
+
+
+def _pendulum(box):
+    """A user's torque-limited pendulum on its own (not a registered module): balanced upright by LQR."""
+
+    def step(x, u):
+        th, om = x[0], x[1]
+        return jnp.stack([th + 0.05 * om, om + 0.05 * (9.81 * jnp.sin(th) + u[0])])
+
+    return systems.System(
+        name="user_pendulum", step=step, x_eq=np.zeros(2), u_eq=np.zeros(1), Q=np.eye(2), R=0.1 * np.eye(1),
+        failed=lambda x: (jnp.abs(x[0]) > 1.0) | ~jnp.all(jnp.isfinite(x)), start_box=np.array([box, box]), dt=0.05,
+        labels=("θ", "ω"),
+    )
+
+
+def test_a_registered_user_system_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
+    systems.register_system("user_pendulum", lambda: _pendulum(0.1), replace=True)
+    cfg = dataclasses.replace(SMOKE, system="user_pendulum", action_noise=0.05, steps=100, eval_every=50, grad_samples=0)
+    (out,) = bc.run_seeds(cfg, [0])
+    assert out["ret"].shape == (2, 2, cfg.n_eval) and np.all(np.isfinite(out["ret"]))
+    assert out["val_loss"][0, -1] < out["val_loss"][0, 0]  # it learns
+    ev = bc.make_evaluator(cfg)
+    assert not ev.data["expert_failed"].any()  # the expert never fell
+    with pytest.raises(ValueError, match="already registered"):
+        systems.register_system("user_pendulum", lambda: _pendulum(0.1))
+
+
+def test_a_failing_expert_is_refused_before_training_naming_its_demonstrations(tmp_path, monkeypatch):
+    """From a wide start box the LQR expert cannot hold the pendulum: the demonstrations are refused with the
+    failed ones named, before any training (and never trained on as NaN)."""
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
+    systems.register_system("user_pendulum_wide", lambda: _pendulum(3.0), replace=True)
+    cfg = dataclasses.replace(SMOKE, system="user_pendulum_wide", steps=100, eval_every=50, grad_samples=0)
+    with pytest.raises(bc.DemonstrationError, match=r"failed \d+ of 12 demonstrations \(train #\d+"):
+        bc.run_seeds(cfg, [0])
+    assert not bc.is_cached(cfg, 0)
+
+
+def test_malformed_user_systems_are_refused():
+    with pytest.raises(ValueError, match="Q must have shape"):
+        systems.register_system("bad", lambda: dataclasses.replace(_pendulum(0.1), Q=np.eye(3)), replace=True)
+    with pytest.raises(ValueError, match="must return a"):
+        systems.register_system("bad", lambda: "pendulum", replace=True)
+    assert "bad" not in systems.SYSTEMS

@@ -1,9 +1,16 @@
-"""The result cache: a hit returns what was stored, a different configuration misses."""
+"""The result cache: a hit returns what was stored, a different configuration misses, and a result's key
+depends on the source of exactly the modules its computation imports."""
 import dataclasses
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from gvatheory import cache
+from gvatheory import presets
+from gvatheory.control import bc
+from gvatheory.infra import cache
+
+ENGINE = "gvatheory.control.bc.engine"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,21 +27,87 @@ def test_hit_miss_and_refresh(tmp_path, monkeypatch):
         calls.append(1)
         return {"x": np.arange(3) * len(calls)}
 
-    first = cache.cached("t", compute, Cfg(), 0)
-    again = cache.cached("t", compute, Cfg(), 0)
+    first = cache.cached("t", compute, Cfg(), 0, code=cache)
+    again = cache.cached("t", compute, Cfg(), 0, code=cache)
     np.testing.assert_array_equal(first["x"], again["x"])
     assert len(calls) == 1  # the second call was a hit
-    cache.cached("t", compute, Cfg(a=2), 0)
-    cache.cached("t", compute, Cfg(), 1)
+    assert cache.is_cached("t", Cfg(), 0, code=cache) and not cache.is_cached("t", Cfg(), 2, code=cache)
+    cache.cached("t", compute, Cfg(a=2), 0, code=cache)
+    cache.cached("t", compute, Cfg(), 1, code=cache)
     assert len(calls) == 3  # another config or seed misses
-    fresh = cache.cached("t", compute, Cfg(), 0, refresh=True)
+    fresh = cache.cached("t", compute, Cfg(), 0, code=cache, refresh=True)
     assert len(calls) == 4 and fresh["x"][1] == 4
     assert len(list(tmp_path.glob("t-*.npz"))) == 3
     assert not list(tmp_path.glob("*.tmp.npz"))
 
 
+def test_dependencies_follow_imports_and_only_imports():
+    deps = cache.dependencies(ENGINE)
+    # the BC engine reaches its backends, data, policies, the averaging core and the physics it rolls out in ...
+    for m in ("gvatheory.control.bc.backends", "gvatheory.control.bc.data", "gvatheory.control.bc.config", "gvatheory.control.policies",
+              "gvatheory.core.averaging", "gvatheory.control.rollout", "gvatheory.control.mujoco.env", ENGINE):
+        assert m in deps, m
+    # ... and none of the language model, the theory, the figure style, the notebook runner or the presets
+    for m in ("gvatheory.language.lm", "gvatheory.language.transformer", "gvatheory.theory.linear", "gvatheory.theory.sgd",
+              "gvatheory.infra.plot", "gvatheory.infra.execute", "gvatheory.presets", "gvatheory"):
+        assert m not in deps, m
+    assert "gvatheory.core.averaging" in cache.dependencies("gvatheory.language.lm")
+    assert "gvatheory.control.bc.engine" not in cache.dependencies("gvatheory.language.lm")
+    with pytest.raises(ValueError, match="not a module of the gvatheory package"):
+        cache.dependencies("numpy")
+
+
+def _edited(monkeypatch, rel: str):
+    """Makes the cache read ``gvatheory/<rel>`` with one more comment line, as after an edit."""
+    target = cache.PACKAGE_DIR / rel
+    assert target.exists(), target
+    original = cache._read
+
+    def read(path: Path) -> str:
+        text = original(path)
+        return text + "\n# an edit\n" if Path(path) == target else text
+
+    monkeypatch.setattr(cache, "_read", read)
+
+
+BC_CFG = presets.BC["smoke"]
+
+
+@pytest.mark.parametrize("rel", ["language/lm.py", "language/transformer.py", "theory/linear.py", "theory/sgd.py", "infra/plot.py",
+                                 "infra/execute.py", "presets.py", "__init__.py"])
+def test_editing_other_modules_keeps_bc_results_cached(monkeypatch, rel):
+    before = cache.key_of("bc-x", BC_CFG, 0, code=ENGINE)
+    _edited(monkeypatch, rel)
+    assert cache.key_of("bc-x", BC_CFG, 0, code=ENGINE) == before
+
+
+@pytest.mark.parametrize("rel", ["control/bc/engine.py", "control/bc/backends.py", "control/policies.py", "core/averaging.py", "control/rollout.py"])
+def test_editing_the_bc_engine_or_what_it_imports_recomputes(monkeypatch, rel):
+    before = cache.key_of("bc-x", BC_CFG, 0, code=ENGINE)
+    _edited(monkeypatch, rel)
+    assert cache.key_of("bc-x", BC_CFG, 0, code=ENGINE) != before
+
+
+def test_notebooks_and_readme_are_not_read():
+    """Keys are built from gvatheory's .py files only: nothing under notebooks/ or the README can enter them."""
+    files = {cache._module_path(m) for m in cache.dependencies(ENGINE, "gvatheory.language.lm", "gvatheory.theory.cliff")}
+    assert files and all(f.suffix == ".py" and cache.PACKAGE_DIR in f.parents for f in files)
+
+
+def test_bc_cache_key_is_the_engines_scoped_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
+    cfg = BC_CFG
+    path = tmp_path / f"{cache.key_of(f'bc-{cfg.system}', cfg, 0, code=ENGINE)}.npz"
+    np.savez(path, x=np.zeros(1))
+    assert bc.is_cached(cfg, 0)
+    _edited(monkeypatch, "language/lm.py")
+    assert bc.is_cached(cfg, 0)
+    _edited(monkeypatch, "control/bc/engine.py")
+    assert not bc.is_cached(cfg, 0)
+
+
 def test_markdown_table_formats_floats_and_nan():
-    from gvatheory.plot import markdown_table
+    from gvatheory.infra.plot import markdown_table
 
     t = markdown_table(("a", "b", "c"), [("x", 1.23456, float("nan")), ("y", np.float32(2.0), True)], digits=2)
     assert t.splitlines() == ["| a | b | c |", "|---|---|---|", "| x | 1.2 | — |", "| y | 2 | True |"]

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from gvatheory import languages as lg
+from gvatheory.language import languages as lg
 
 
 @pytest.mark.parametrize(

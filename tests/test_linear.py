@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gvatheory import linear
+from gvatheory.theory import linear
 
 
 @pytest.fixture

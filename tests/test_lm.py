@@ -6,9 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gvatheory import languages as lg
-from gvatheory import lm
-from gvatheory import transformer as tf
+from gvatheory import presets
+from gvatheory.core import diagnostics
+from gvatheory.language import languages as lg
+from gvatheory.language import lm
+from gvatheory.language import transformer as tf
 
 
 def _sharp_params(cfg, key):
@@ -58,8 +60,8 @@ def test_generation_metrics_closed_form():
 
 def test_valid_fraction_and_lr_schedule():
     first = np.array([[10, 30, 100, 5]])
-    np.testing.assert_allclose(lm.valid_fraction(first, 20, prompt_len=8), [0.5])  # 30 and 100 reach 28
-    cfg = lm.PRESETS["smoke"]
+    np.testing.assert_allclose(diagnostics.valid_fraction(first, 20, prompt_len=8), [0.5])  # 30 and 100 reach 28
+    cfg = presets.LM["smoke"]
     c, d = lm._lr_schedule(cfg, False), lm._lr_schedule(cfg, True)
     np.testing.assert_allclose(c[: cfg.warmup], cfg.lr * np.arange(1, cfg.warmup + 1) / cfg.warmup, rtol=1e-6)
     np.testing.assert_allclose(c[cfg.warmup :], cfg.lr)
@@ -71,7 +73,7 @@ def test_valid_fraction_and_lr_schedule():
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("GVATHEORY_CACHE", str(tmp_path_factory.mktemp("cache")))
-    cfg = lm.PRESETS["smoke"]
+    cfg = presets.LM["smoke"]
     return cfg, lm.run(cfg, 0, progress=False)
 
 
@@ -94,7 +96,7 @@ def test_smoke_run_shapes_learning_and_determinism(smoke_run):
     # generations are checked by the exact checker: the stored first errors agree with check()
     ok, first = lg.check(cfg.lang, out["examples"][:, -1])
     np.testing.assert_array_equal(first, out["first_error"][:, -1, : cfg.n_examples])
-    s = lm.gva_summary(cfg, out, 1)
+    s = diagnostics.generation_summary(out, 1, n_gen=cfg.n_gen, prompt_len=cfg.prompt_len, horizon=cfg.gen_len)
     assert 0 <= s["valid"] <= 1 and s["noise"] >= 0 and s["forbidden"] >= 0
 
 
@@ -107,7 +109,7 @@ def test_character_loader_on_a_generated_file(tmp_path, monkeypatch):
     path.write_text(text, encoding="utf-8")
     tokens, alphabet = lm.load_text(path)
     assert "".join(alphabet[t] for t in tokens) == text and alphabet == "".join(sorted(set(text)))
-    cfg = dataclasses.replace(lm.PRESETS["smoke"], text_file=str(path), steps=60, cooldown=0.0, eval_every=20)
+    cfg = dataclasses.replace(presets.LM["smoke"], text_file=str(path), steps=60, cooldown=0.0, eval_every=20)
     out = lm.run(cfg, 0, progress=False)
     assert "first_error" not in out and out["val_loss"].shape == (3, 3)
     assert out["val_loss"][0, -1] < 0.8 * np.log(len(alphabet))  # better than uniform over the characters
@@ -116,9 +118,9 @@ def test_character_loader_on_a_generated_file(tmp_path, monkeypatch):
 
 def test_bad_configs_name_the_field():
     with pytest.raises(ValueError, match="seq_len"):
-        dataclasses.replace(lm.PRESETS["smoke"], seq_len=4)
+        dataclasses.replace(presets.LM["smoke"], seq_len=4)
     with pytest.raises(ValueError, match="horizons"):
-        dataclasses.replace(lm.PRESETS["smoke"], horizons=(10_000,))
+        dataclasses.replace(presets.LM["smoke"], horizons=(10_000,))
     with pytest.raises(ValueError, match="lang"):
         lm.LMConfig(lang="dyck")
     with pytest.raises(ValueError, match="d_model"):
@@ -130,7 +132,7 @@ def test_bad_configs_name_the_field():
 @pytest.mark.parametrize("lang", [lg.Dyck(k=2, depth=3), lg.FlipFlop(p_write=0.3, p_read=0.3)], ids=["dyck", "flipflop"])
 def test_other_languages_run_end_to_end(lang, tmp_path, monkeypatch):
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
-    cfg = dataclasses.replace(lm.PRESETS["smoke"], lang=lang, steps=20, cooldown=0.5)
+    cfg = dataclasses.replace(presets.LM["smoke"], lang=lang, steps=20, cooldown=0.5)
     out = lm.run(cfg, 1, progress=False)
     assert out["first_error"].shape == (3, 2, cfg.n_gen + cfg.n_greedy) and out["cool_first_error"].shape[1] == 1
     ok, first = lg.check(lang, out["examples"][:, -1])

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gvatheory import bc, mjenv
+from gvatheory import presets
+from gvatheory.control import bc, mujoco as mjenv
 
 IDP = "InvertedDoublePendulum-v5"
 
@@ -66,10 +67,11 @@ def test_reset_distribution_matches_gymnasium_moments():
 def test_lqr_expert_riccati_finite_differences_and_balance():
     ex = mjenv.lqr_expert(IDP)
     A, B, K = ex.A, ex.B, ex.K
-    # the DARE solution: K = (R + B'PB)^-1 B'PA with P from scipy, and the closed loop is stable
+    # the DARE solution in the package's convention u = K (x - x_eq): K = -(R + B'PB)^-1 B'PA with P from scipy,
+    # and the closed loop A + B K is stable
     P = scipy.linalg.solve_discrete_are(A, B, np.eye(6), np.eye(1))
-    np.testing.assert_allclose(K, np.linalg.solve(np.eye(1) + B.T @ P @ B, B.T @ P @ A), rtol=1e-8)
-    assert np.abs(np.linalg.eigvals(A - B @ K)).max() < 1
+    np.testing.assert_allclose(K, -np.linalg.solve(np.eye(1) + B.T @ P @ B, B.T @ P @ A), rtol=1e-8)
+    assert np.abs(np.linalg.eigvals(A + B @ K)).max() < 1
     # the lifted linearisation against central differences of the true (RK4) env step
     m = mjenv.load_model(IDP)
     d = mujoco.MjData(m)
@@ -140,17 +142,18 @@ def test_bc_on_mujoco_matches_reevaluation_of_stored_parameters(tmp_path, monkey
     """The rollouts evaluated after the scan belong to the parameters the scan produced: re-evaluating the stored
     parameters of one checkpoint from scratch gives the same returns; the run is deterministic."""
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
-    cfg = dataclasses.replace(bc.MUJOCO_PRESETS["smoke"], store_params=("ema",), n_eval=3, horizon=120)
+    cfg = dataclasses.replace(presets.MUJOCO["smoke"], store_params=("ema",), n_eval=3, horizon=120)
     run = bc.make_run(cfg)
-    out = run(jax.random.key(0))
+    out = bc.finish(cfg, run(jax.random.key(0)))
     V, C, N = len(cfg.variants), len(cfg.checkpoints), cfg.n_eval
     assert out["ret"].shape == (V, C, N) and out["failed"].shape == (V, C, N) and out["diverged"].shape == (V, C, N)
     assert out["params"].shape[:2] == (1, C) and np.all(np.isfinite(out["val_loss"]))
     ev = bc.make_evaluator(cfg)
-    r = bc.mujoco_returns(cfg, ev, out["params"][0, -1:])
-    np.testing.assert_array_equal(r.ret, out["ret"][1, -1])
+    r = bc.evaluate_flat(cfg, out["params"][0, -1:], ev=ev)
+    np.testing.assert_array_equal(r["ret"][0], out["ret"][1, -1])
+    np.testing.assert_allclose(r["val_loss"][0], out["val_loss"][1, -1], rtol=1e-6)
     np.testing.assert_array_equal(out["params"][0, -1], out["final_params"][1])
-    again = run(jax.random.key(0))
+    again = bc.finish(cfg, run(jax.random.key(0)))
     np.testing.assert_array_equal(again["ret"], out["ret"])
     # the expert's own rollouts from the same starts all stand for the whole (short) horizon
     assert out["expert_ret"].shape == (N,) and out["expert_ret"].min() > 10 * cfg.horizon * 0.9
@@ -161,7 +164,7 @@ def test_mujoco_evaluation_starts_do_not_depend_on_the_demonstrations(tmp_path, 
     validation set and the evaluation starts as they were, longer ones the evaluation starts; another data
     seed moves them."""
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
-    cfg = dataclasses.replace(bc.MUJOCO_PRESETS["smoke"], n_eval=5)
+    cfg = dataclasses.replace(presets.MUJOCO["smoke"], n_eval=5)
     base = bc.demonstrations(cfg)
     more = bc.demonstrations(dataclasses.replace(cfg, n_demos=cfg.n_demos + 3))
     longer = bc.demonstrations(dataclasses.replace(cfg, demo_horizon=cfg.demo_horizon + 20))

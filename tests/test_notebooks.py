@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gvatheory import execute
+from gvatheory.infra import execute
 
 NOTEBOOKS = execute.notebooks()
 

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gvatheory import averaging as av
-from gvatheory import posthoc
+from gvatheory.core import averaging as av
+from gvatheory.core import posthoc
 
 
 def track(avg, thetas):

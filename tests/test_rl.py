@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from gvatheory import rl
+from gvatheory.control import rl
 
 TINY = rl.TD3Config(task="InvertedDoublePendulum-v5", steps=300, start_steps=100, chunk=50, eval_every=100, checkpoint_every=100,
                     eval_episodes=2, width=16, batch_size=8)

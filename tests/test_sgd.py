@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gvatheory import averaging, sgd
+from gvatheory.core import averaging
+from gvatheory.theory import sgd
 
 
 @pytest.fixture(scope="module")

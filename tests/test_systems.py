@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gvatheory import control, linear, systems
+from gvatheory.control import lqr, rollout, systems
+from gvatheory.theory import linear
 
 
 @pytest.mark.parametrize(
@@ -45,40 +46,40 @@ def test_energy_is_conserved_without_damping_and_input():
 @pytest.mark.parametrize("name", sorted(systems.SYSTEMS))
 def test_open_loop_unstable_expert_stabilises_every_start(name):
     system = systems.make(name)
-    A, B = control.linearize(system)
+    A, B = lqr.linearize(system)
     assert linear.spectral_radius(A) >= 1.0 - 1e-6  # no system here is stable without control
     # the linearisation is the Jacobian: check against central differences
     eps = 1e-3
     x0, u0 = jnp.asarray(system.x_eq, jnp.float32), jnp.asarray(system.u_eq, jnp.float32)
     fd = np.stack([(system.step(x0 + eps * e, u0) - system.step(x0 - eps * e, u0)) / (2 * eps) for e in jnp.eye(system.n)], 1)
     np.testing.assert_allclose(A, fd, atol=5e-3)
-    expert = control.lqr_expert(system)
+    expert = lqr.lqr_expert(system)
     assert linear.spectral_radius(A + B @ expert.K) < 1
-    x0s = control.start_states(system, 64, key=jax.random.key(0))
-    r = control.rollout(system, expert, x0s, 1000, fail_cost=20.0)
+    x0s = rollout.start_states(system, 64, key=jax.random.key(0))
+    r = rollout.rollout(system, expert, x0s, 1000, fail_cost=20.0)
     assert not bool(r.failed.any()), "the expert must keep every evaluation start alive for H = 1000"
 
 
 def test_failure_ends_the_rollout_and_is_charged():
     system = systems.make("double_pendulum")
-    x0s = control.start_states(system, 16, key=jax.random.key(0))
+    x0s = rollout.start_states(system, 16, key=jax.random.key(0))
     zero = lambda x: jnp.zeros(1)  # no control: the poles fall
-    r = control.rollout(system, zero, x0s, 300, fail_cost=20.0)
+    r = rollout.rollout(system, zero, x0s, 300, fail_cost=20.0)
     assert bool(r.failed.all()) and int(r.steps.max()) < 300
     np.testing.assert_allclose(np.asarray(r.ret), -(np.asarray(r.cost) + (300 - np.asarray(r.steps)) * 20.0), rtol=1e-5)
     assert np.all(np.isfinite(np.asarray(r.ret)))
     # a policy that blows the state up to inf/NaN is still counted, not NaN
     boom = lambda x: jnp.full(1, 1e30)
-    r = control.rollout(system, boom, x0s, 50, fail_cost=20.0)
+    r = rollout.rollout(system, boom, x0s, 50, fail_cost=20.0)
     assert bool(r.failed.all()) and np.all(np.isfinite(np.asarray(r.ret)))
 
 
 def test_demonstrations_labels():
     system = systems.make("cartpole")
-    expert = control.lqr_expert(system)
-    X, U, failed = control.demonstrations(expert, 8, 50, key=jax.random.key(0), noise=0.3, clean_labels=True)
+    expert = lqr.lqr_expert(system)
+    X, U, failed = rollout.demonstrations(expert, 8, 50, key=jax.random.key(0), noise=0.3, clean_labels=True)
     np.testing.assert_allclose(np.asarray(U), np.asarray(expert(X)), rtol=1e-5, atol=1e-5)
-    X2, U2, _ = control.demonstrations(expert, 8, 50, key=jax.random.key(0), noise=0.3)
+    X2, U2, _ = rollout.demonstrations(expert, 8, 50, key=jax.random.key(0), noise=0.3)
     np.testing.assert_allclose(np.asarray(X2), np.asarray(X))  # same key: same states; labels differ by the noise
     resid = np.asarray(U2) - np.asarray(expert(X2))
     assert resid.std() == pytest.approx(0.3, rel=0.1)
@@ -90,8 +91,8 @@ def test_invalid_arguments():
         systems.make("acrobot")
     system = systems.make("cartpole")
     with pytest.raises(ValueError, match="scale"):
-        control.start_states(system, 4, key=jax.random.key(0), scale=0.0)
+        rollout.start_states(system, 4, key=jax.random.key(0), scale=0.0)
     with pytest.raises(ValueError, match="horizon"):
-        control.rollout(system, control.lqr_expert(system), jnp.zeros((2, 4)), 0, fail_cost=1.0)
+        rollout.rollout(system, lqr.lqr_expert(system), jnp.zeros((2, 4)), 0, fail_cost=1.0)
     with pytest.raises(ValueError, match="noise"):
-        control.demonstrations(control.lqr_expert(system), 2, 10, key=jax.random.key(0), noise=-1.0)
+        rollout.demonstrations(lqr.lqr_expert(system), 2, 10, key=jax.random.key(0), noise=-1.0)

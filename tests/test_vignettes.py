@@ -4,20 +4,22 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from gvatheory import averaging, cliff, linear, ou, sgd
-from gvatheory import marginal as mg
+from gvatheory import presets
+from gvatheory.core import averaging
+from gvatheory.theory import cliff, linear, ou, sgd
+from gvatheory.theory import marginal as mg
 
 
 # --- vignette 1: marginal stability -------------------------------------------------------------
 def test_marginal_expert_is_marginally_stable_and_open_loop_unstable():
-    sys, K = mg.marginal_system(mg.PRESETS["quick"])
+    sys, K = mg.marginal_system(presets.MARGINAL["quick"])
     M = linear.closed_loop(sys, K)
     np.testing.assert_allclose(M @ M.T, np.eye(sys.n), atol=1e-12)  # orthogonal: all |λ| = 1
     assert linear.spectral_radius(sys.A) > 1.05
 
 
 def test_spectral_radius_gradient_matches_finite_differences():
-    sys, K = mg.marginal_system(mg.PRESETS["quick"])
+    sys, K = mg.marginal_system(presets.MARGINAL["quick"])
     K = K + 0.01 * np.random.default_rng(0).standard_normal(K.shape)  # a point with a simple top eigenvalue pair
     G = mg.spectral_radius_gradient(sys, K)
     eps = 1e-6
@@ -46,7 +48,7 @@ def test_proposition_3_1_scaling():
 
 # --- vignette 2: CliffLQR -----------------------------------------------------------------------
 def test_cliff_is_exactly_the_halfspace():
-    exp = cliff.PRESETS["smoke"]
+    exp = presets.CLIFF["smoke"]
     sys = cliff.cliff_system(exp.system)
     edge = cliff.cliff_edge(sys)
     K = np.tile(np.array([[0.0, -0.3, 0.4]]), (200, 1, 1))
@@ -74,7 +76,7 @@ def test_upper_bound_for_zero_events():
 
 
 def test_cliff_experiment_smoke():
-    out = cliff.run_experiment(cliff.PRESETS["smoke"], key=jax.random.key(0))
+    out = cliff.run_experiment(presets.CLIFF["smoke"], key=jax.random.key(0))
     assert out["off_raw"].shape == out["off_ema"].shape == (64, 40)
     assert 0 < out["pred_raw"] < 0.5 and out["pred_ema"] < out["pred_raw"]
     assert np.all(np.isfinite(out["cost_ema"]))

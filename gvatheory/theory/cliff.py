@@ -7,8 +7,8 @@ The system is upper triangular with a single input acting on the first state:
 so A + B K stays upper triangular with eigenvalues (a + K_1, a_2, ..., a_n): the closed loop is
 unstable exactly when K_1 >= 1 − a (or K_1 <= −1 − a, far away). The cliff is that halfspace — not
 an approximation of it — so for Gaussian SGD iterates K ~ N(K̂, S) the off-cliff fraction is the tail
-Φ̄((1 − a − K̂_1) / √S_11), with S from the exact stationary covariance (gvatheory.sgd). The BC loss
-is the convex least-squares loss on the LQR expert's demonstrations (PAPER.md, vignette 2).
+Φ̄((1 − a − K̂_1) / √S_11), with S from the exact stationary covariance (gvatheory.theory.sgd). The BC loss
+is the convex least-squares loss on the LQR expert's demonstrations (Block et al. 2024, theory vignette 2).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import dataclasses
 import numpy as np
 import scipy.stats
 
-from gvatheory import linear
-from gvatheory.config import require_ints
+from gvatheory.theory import linear
+from gvatheory.infra.validate import require_int, require_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +41,7 @@ class CliffConfig:
             raise ValueError(f"input_cost must be > 0, got {self.input_cost}")
         if self.process_noise < 0:
             raise ValueError(f"process_noise must be >= 0, got {self.process_noise}")
-        if int(self.horizon) != self.horizon or self.horizon < 1:
-            raise ValueError(f"horizon must be an integer >= 1, got {self.horizon}")
+        require_int("horizon", self.horizon, 1)
 
 
 def cliff_system(cfg: CliffConfig) -> linear.LinearSystem:
@@ -124,8 +123,8 @@ class CliffExperiment:
             raise ValueError("learning rates must be > 0")
 
     def sgd(self, lr=None, schedule="constant"):
-        """The :class:`gvatheory.sgd.SGDConfig` of one arm of the experiment."""
-        from gvatheory import sgd
+        """The :class:`gvatheory.theory.sgd.SGDConfig` of one arm of the experiment."""
+        from gvatheory.theory import sgd
 
         return sgd.SGDConfig(
             lr=self.lr if lr is None else lr,
@@ -136,13 +135,6 @@ class CliffExperiment:
             schedule=schedule,
             decay_steps=self.steps,
         )
-
-
-PRESETS = {
-    "smoke": CliffExperiment(steps=2000, n_runs=64, record_every=50, lr_grid=(0.05,), decay_grid=(0.9,)),
-    "quick": CliffExperiment(),
-    "paper": CliffExperiment(steps=50_000, n_runs=4000, lr_grid=(0.01, 0.02, 0.05, 0.1, 0.15), decay_grid=(0.5, 0.8, 0.9, 0.95)),
-}
 
 
 def run_experiment(exp: CliffExperiment, *, key) -> dict:
@@ -157,7 +149,8 @@ def run_experiment(exp: CliffExperiment, *, key) -> dict:
     import jax
     from tqdm import tqdm
 
-    from gvatheory import averaging, sgd
+    from gvatheory.core import averaging
+    from gvatheory.theory import sgd
 
     sys = cliff_system(exp.system)
     K_star, _ = linear.lqr_gain(sys)

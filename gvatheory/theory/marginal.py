@@ -2,7 +2,7 @@
 
 The expert closes the loop on a rotation: A + B K* = blockdiag(R(ω_1), R(ω_2), ...), spectral radius
 exactly 1, while the open loop A is unstable and the input reaches only every second state. Perturb
-the gain, K = K* + δ D with ‖D‖_F = 1. Then (PAPER.md, vignette 1)
+the gain, K = K* + δ D with ‖D‖_F = 1. Then (Block et al. 2024, theory vignette 1)
 
     BC gap     Σ_{t<H} tr(δD Σ_t δDᵀ)   = O(H δ²),
     rollout gap J_H(K) − J_H(K*)        ≈ e^{2 g δ H} / (4 g δ)   for a destabilising D,
@@ -17,8 +17,8 @@ import dataclasses
 import numpy as np
 import scipy.linalg
 
-from gvatheory import linear
-from gvatheory.config import require_ints
+from gvatheory.theory import linear
+from gvatheory.infra.validate import require_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +49,6 @@ class MarginalConfig:
         require_ints(self, ("horizon", "n_random", "n_rollouts"))
         if self.random_delta <= 0:
             raise ValueError(f"random_delta must be > 0, got {self.random_delta}")
-
-
-PRESETS = {
-    "smoke": MarginalConfig(horizons=(10, 50, 200), deltas=(0.01,), delta_grid=(0.005, 0.02), n_random=50, n_rollouts=200),
-    "quick": MarginalConfig(),
-    "paper": MarginalConfig(horizons=(10, 20, 50, 100, 200, 400, 700, 1000), n_random=5000, n_rollouts=20000),
-}
 
 
 def marginal_system(cfg: MarginalConfig) -> tuple[linear.LinearSystem, np.ndarray]:

@@ -2,15 +2,15 @@
 
 TD3 (Fujimoto, van Hoof & Meger 2018) with the hyperparameters of the paper and of CleanRL's
 ``td3_continuous_action``: two critics and a deterministic actor, MLPs 256-256 (the networks of
-:mod:`gvatheory.policies`), Adam 3e-4, batch 256, γ = 0.99, τ = 0.005, target-policy smoothing noise
+:mod:`gvatheory.control.policies`), Adam 3e-4, batch 256, γ = 0.99, τ = 0.005, target-policy smoothing noise
 0.2 clipped at 0.5, exploration noise 0.1, actor and targets updated every second critic update,
 25k steps of uniform random actions first, one update per environment step. One deviation, for
 speed on a CPU: the environment is stepped ``chunk`` times with the current actor, then the same
 number of updates run in one jitted ``lax.scan`` (the acting policy is at most ``chunk`` updates old).
 
-The environment is the backend of :mod:`gvatheory.mjenv` (Gymnasium's v5 task, checked step for
+The environment is the backend of :mod:`gvatheory.control.mujoco` (Gymnasium's v5 task, checked step for
 step); episodes are cut at 1000 steps, a cut that does not stop bootstrapping (only a termination
-does). ``python -m gvatheory.rl --task Hopper-v5`` (or ``make experts``) trains with a progress bar,
+does). ``python -m gvatheory.control.rl --task Hopper-v5`` (or ``make experts``) trains with a progress bar,
 writes a checkpoint every ``checkpoint_every`` steps under the cache (``.cache/experts/``), resumes
 from it when restarted, and stores the final actor with its learning curve; :func:`load_expert`
 reads it. An interrupted and resumed run continues from the checkpoint but starts a new episode
@@ -31,8 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gvatheory import mjenv, policies
-from gvatheory.cache import cache_dir
+from gvatheory.control import mujoco as mjenv, policies
+from gvatheory.infra.cache import cache_dir
+from gvatheory.infra.validate import require_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +62,7 @@ class TD3Config:
     def __post_init__(self):
         mjenv.task(self.task)
         for f in ("steps", "start_steps", "batch_size", "policy_delay", "width", "episode_steps", "chunk", "eval_every", "eval_episodes", "checkpoint_every"):
-            v = getattr(self, f)
-            if int(v) != v or v < (0 if f == "start_steps" else 1):
-                raise ValueError(f"{f} must be a positive integer, got {v!r}")
+            require_int(f, getattr(self, f), 0 if f == "start_steps" else 1)
         if self.start_steps >= self.steps:
             raise ValueError(f"start_steps ({self.start_steps}) must be < steps ({self.steps})")
         if self.checkpoint_every % self.chunk or self.eval_every % self.chunk or self.start_steps % self.chunk:
@@ -304,14 +303,14 @@ def load_expert(task: str, *, seed: int = 0):
     cfg = dataclasses.replace(EXPERTS[task], seed=seed)
     if not (run_dir(cfg) / "final.npz").exists():
         raise FileNotFoundError(f"no trained expert for {task} (looked in {run_dir(cfg)}): run `make experts` "
-                                f"or `python -m gvatheory.rl --task {task}`")
+                                f"or `python -m gvatheory.control.rl --task {task}`")
     actor = train(cfg, progress=False)["actor"]
     act = jax.jit(lambda o: _actor(cfg, actor, o))
     return lambda obs, state: np.asarray(act(jnp.asarray(obs, jnp.float32)), float)
 
 
 def main(argv=None) -> int:
-    """``python -m gvatheory.rl --task Hopper-v5 [--steps N] [--seed S]``: train (or resume) an expert, report its return."""
+    """``python -m gvatheory.control.rl --task Hopper-v5 [--steps N] [--seed S]``: train (or resume) an expert, report its return."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)

@@ -12,7 +12,7 @@ Every checkpoint's generations use the same prompts and the same random numbers 
 numbers), so two iterates produce the same text until their distributions differ enough to flip a
 sample: adjacent-checkpoint differences measure the model's change, not the sampling noise.
 
-References: PAPER.md claim 6 (GVA in language models; EMA vs cooldown); issue 5.
+References: Block et al. 2024 (GVA in autoregressive language models; the EMA against a learning-rate cooldown).
 """
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gvatheory import averaging, languages
-from gvatheory import transformer as tf
-from gvatheory.cache import cache_dir, cached, key_of
-from gvatheory.config import require_ints
+from gvatheory.core import averaging
+from gvatheory.language import languages
+from gvatheory.language import transformer as tf
+from gvatheory.infra import cache
+from gvatheory.infra.cache import cached
+from gvatheory.infra.validate import require_int, require_ints
 
 VARIANTS = ("raw", "ema", "bema")
 
@@ -160,7 +162,7 @@ def dataset(cfg: LMConfig) -> dict:
         prompts = languages.sample(cfg.lang, n_prompts, cfg.prompt_len, key=k_pr)
         return dict(streams=streams, val=val, prompts=prompts, vocab=cfg.lang.vocab, val_logp_true=logp_true)
 
-    return cached("lm-data", compute, parts)
+    return cached("lm-data", compute, parts, code=__name__)
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -187,43 +189,6 @@ def generation_metrics(lang, tokens, logp, prompt_len: int):
     use = (j >= prompt_len) & (j <= first[:, None])
     n = jnp.maximum(use.sum(-1), 1)
     return jnp.sum(kl * use, -1) / n, jnp.sum(forbidden * use, -1) / n
-
-
-def valid_fraction(first_error, horizon: int, prompt_len: int):
-    """Fraction of generations whose first ``horizon`` generated tokens are all valid, [...] from [..., n]."""
-    return (np.asarray(first_error) >= prompt_len + horizon).mean(-1)
-
-
-def gva_summary(cfg: LMConfig, out: dict, variant: int, *, horizon: int | None = None, prefix: str = "") -> dict:
-    """GVA metrics of one variant (0 raw, 1 EMA, 2 BEMA) over the second half of the constant-rate run.
-
-    Returns ``loss_change`` (mean relative change of the validation loss between adjacent checkpoints),
-    ``swing`` (mean absolute change of the valid fraction of sampled generations at ``horizon``, default
-    the longest, in fractions), ``valid`` (its mean), ``noise`` (the mean absolute difference that
-    binomial sampling alone gives two independent checkpoints with that mean: √(2p(1 − p)/n)·√(2/π)),
-    ``kl`` and ``forbidden`` (means over generations and checkpoints). ``prefix="cool_"`` reads the
-    cooldown branch (all its checkpoints).
-    """
-    H = cfg.gen_len if horizon is None else horizon
-    loss = out[prefix + "val_loss"][variant]
-    first = out[prefix + "first_error"][variant][:, : cfg.n_gen]
-    h = 0 if prefix else len(loss) // 2
-    v = valid_fraction(first, H, cfg.prompt_len)
-    p = v[h:].mean()
-    return dict(
-        loss_change=float(np.mean(np.abs(np.diff(loss[max(h - 1, 0) :])) / loss[max(h - 1, 0) : -1])),
-        swing=float(np.mean(np.abs(np.diff(v[max(h - 1, 0) :])))),
-        valid=float(p),
-        noise=float(np.sqrt(2 * p * (1 - p) / cfg.n_gen) * np.sqrt(2 / np.pi)),
-        kl=float(out[prefix + "kl"][variant][h:].mean()),
-        forbidden=float(out[prefix + "forbidden"][variant][h:].mean()),
-    )
-
-
-def c8_holds(raw: dict, ema: dict) -> bool:
-    """Issue 5's C8: raw loss moves < 5% between checkpoints while validity swings ≥ 10 points; the EMA
-    cuts the swing ≥ 5x and is valid at least as often as the raw iterates."""
-    return raw["loss_change"] < 0.05 and raw["swing"] >= 0.10 and ema["swing"] * 5 <= raw["swing"] and ema["valid"] >= raw["valid"]
 
 
 # -------------------------------------------------------------------------------------------- train
@@ -351,49 +316,20 @@ def run(cfg: LMConfig, seed: int = 0, *, progress: bool = True) -> dict:
 
     Returns a dict of numpy arrays; axis 0 of each per-variant array is raw, EMA, BEMA (``VARIANTS``):
     ``steps`` [C]; ``val_loss`` [3, C] (nats per token); ``train_loss`` [C]; for a language
-    ``first_error`` [3, C, n_gen + n_greedy] (sampled first; see :func:`valid_fraction`), ``kl`` [3, C,
+    ``first_error`` [3, C, n_gen + n_greedy] (sampled first; see :func:`gvatheory.core.diagnostics.valid_fraction`), ``kl`` [3, C,
     n_gen], ``forbidden`` [3, C, n_gen] (see :func:`generation_metrics`) and ``val_entropy`` (the generator's entropy on the validation text: the loss floor);
     ``examples`` [3, C, n_examples, prompt_len + gen_len]; and the same with a ``cool_`` prefix for the
     cooldown branch at ``cool_steps`` [C'].
     """
-    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return cached("lm", lambda: _train(cfg, seed, progress), *_key_parts(cfg, seed))
+    require_int("seed", seed, 0)
+    return cached("lm", lambda: _train(cfg, seed, progress), *_key_parts(cfg, seed), code=__name__)
 
 
 def is_cached(cfg: LMConfig, seed: int) -> bool:
     """Whether :func:`run` would load (cfg, seed) from the cache."""
-    return (cache_dir() / f"{key_of('lm', *_key_parts(cfg, seed))}.npz").exists()
+    return cache.is_cached("lm", *_key_parts(cfg, seed), code=__name__)
 
 
 def _key_parts(cfg: LMConfig, seed: int) -> tuple:
     # a text run also depends on the file's contents, not only on its path
     return (cfg, seed) if cfg.text_file is None else (cfg, seed, _file_digest(cfg.text_file))
-
-
-PRESETS = {
-    "smoke": LMConfig(
-        lang=languages.Automaton(vocab_size=4, order=2, n_allowed=2),
-        n_train_tokens=20_000, stream_len=512, n_val=8,
-        model=tf.TransformerConfig(d_model=16, n_heads=2, context=16),
-        seq_len=24, batch_size=8, steps=40, warmup=10, cooldown=0.25, eval_every=10,
-        n_gen=16, n_greedy=2, gen_len=64, horizons=(16, 32, 64), n_examples=2,
-    ),
-    # a 4-token order-2 automaton (16 states, 2 allowed tokens each) is learned by a 2-layer, width-32
-    # model within 2000 steps on 2 cores, leaving the forbidden mass where validity over 1024 tokens is
-    # near 50%: the regime where it is most sensitive. 256 sampled generations per checkpoint put the
-    # binomial noise of an adjacent-checkpoint difference near 3.5 points. About 90 s per seed on 2 cores.
-    "quick": LMConfig(
-        lang=languages.Automaton(vocab_size=4, order=2, n_allowed=2),
-        model=tf.TransformerConfig(d_model=32, n_heads=2, context=32),
-        seq_len=48, batch_size=32, lr=3e-3, steps=2000, eval_every=100, n_gen=256,
-    ),
-    # flip-flop with sparse writes (Liu et al. 2023's p_w = p_r = 0.1): long-range memory, for a GPU.
-    # Not run in this repository yet (no GPU was available); sizes follow Liu et al.'s small models.
-    "paper": LMConfig(
-        lang=languages.FlipFlop(p_write=0.1, p_read=0.1),
-        n_train_tokens=20_000_000, n_val=256,
-        model=tf.TransformerConfig(d_model=128, n_layers=4, n_heads=4, context=256),
-        seq_len=320, batch_size=64, lr=1e-3, warmup=500, steps=20_000, eval_every=500, ema_decay=0.999, n_gen=512, n_greedy=32,
-    ),
-}

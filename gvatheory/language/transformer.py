@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gvatheory.config import require_ints
+from gvatheory.infra.validate import require_ints
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The loss and return landscapes around a trained policy, and the learned closed loop's local stability.
 
-Slices (PAPER.md claim 2, the "fractal" reward landscape): BC loss and rollout return along a line
+Slices (the paper's "fractal" reward landscape, Block et al. 2024): BC loss and rollout return along a line
 θ + t d through trained parameters θ, for a stochastic-gradient direction and a random one. The
 closed-loop Jacobian J_t = ∂/∂x step(x, π(x)) along rollouts tells how the learned loop amplifies
 perturbations: a spectral radius above one is local instability.
@@ -12,7 +12,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
-from gvatheory import bc
+from gvatheory.control import bc
 
 
 def directions(cfg: bc.BCConfig, flat_params, *, key) -> dict:
@@ -28,25 +28,27 @@ def directions(cfg: bc.BCConfig, flat_params, *, key) -> dict:
 
 
 def slice_along(cfg: bc.BCConfig, flat_params, direction, ts, *, batch: int = 8) -> dict:
-    """BC loss and rollouts at θ + t d for every t in ``ts`` [T].
+    """BC loss and rollouts at θ + t d for every t in ``ts`` [T], on either backend.
 
-    Returns ``loss`` [T] (held-out BC loss), ``ret`` [T, N], ``failed`` [T, N]. Points are evaluated
-    ``batch`` at a time with vmap (one compiled function for the whole slice).
+    Returns ``loss`` [T] (held-out BC loss), ``ret``, ``failed`` and ``diverged`` [T, N]. Points are
+    evaluated ``batch`` at a time with vmap (one compiled function for the whole slice).
     """
     ev = bc.make_evaluator(cfg)
-    unravel = lambda f: bc.unravel(cfg, f)
     theta, d = jnp.asarray(flat_params), jnp.asarray(direction)
 
     @jax.jit
     def score(t):
-        return jax.vmap(lambda ti: ev.evaluate(unravel(theta + ti * d)))(t)
+        return jax.vmap(lambda ti: ev.evaluate(ev.unravel(theta + ti * d)))(t)
 
     ts = np.asarray(ts, np.float32)
     pad = (-len(ts)) % batch
     tt = np.concatenate([ts, np.full(pad, ts[-1])]).reshape(-1, batch)
     outs = [score(jnp.asarray(t)) for t in tt]
-    loss, _, ret, failed = (np.concatenate([np.asarray(o[i]) for o in outs])[: len(ts)] for i in range(4))
-    return {"loss": loss, "ret": ret, "failed": failed}
+    res = {k: np.concatenate([np.asarray(o[k]) for o in outs])[: len(ts)] for k in outs[0]}
+    # rollouts that the backend runs on the host (C MuJoCo) take the same points, formed on the host
+    flats = np.asarray(flat_params, np.float32)[None] + ts[:, None] * np.asarray(direction, np.float32)[None]
+    res.update(ev.backend.after(bc.batched_policy(ev), flats))
+    return {"loss": res["val_loss"], "ret": res["ret"], "failed": res["failed"], "diverged": res["diverged"]}
 
 
 def closed_loop_spectral_radii(cfg: bc.BCConfig, flat_params=None, *, policy=None, horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:

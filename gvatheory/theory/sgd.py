@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gvatheory.averaging import Averager
-from gvatheory.config import require_ints
+from gvatheory.core.averaging import Averager
+from gvatheory.core.schedules import SCHEDULES, make_schedule
+from gvatheory.infra.validate import require_int, require_ints
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -111,9 +112,9 @@ def stationary_covariance(problem: LeastSquares, lr: float, batch_size: int, *, 
 
     Returns:
         [d, d] covariance of vec(K_t − K̂), or [2d, 2d] of (vec(K_t − K̂), vec(K̄_t − K̂)) with the EMA
-        updated after each step with the new iterate, as :func:`gvatheory.averaging.ema` does.
+        updated after each step with the new iterate, as :func:`gvatheory.core.averaging.ema` does.
 
-    References: vignette 2 (CliffLQR), stationary spread ~ η σ²; PAPER.md "Theory vignettes".
+    References: Block et al. 2024, theory vignette 2 (the cliff LQR): stationary spread ~ η σ².
     """
     _check_lr_batch(lr, batch_size, noise)
     H = problem.hessian()
@@ -134,8 +135,7 @@ def stationary_covariance(problem: LeastSquares, lr: float, batch_size: int, *, 
 def _check_lr_batch(lr, batch_size, noise):
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    require_int("batch_size", batch_size, 1)
     if noise not in ("minibatch", "gaussian"):
         raise ValueError(f"noise must be 'minibatch' or 'gaussian', got {noise!r}")
 
@@ -171,27 +171,6 @@ class SGDConfig:
         return np.broadcast_to(np.asarray(self.learning_rate()(t), np.float64), t.shape).copy()
 
 
-SCHEDULES = ("constant", "cosine", "exponential", "inverse_time", "step")
-
-
-def make_schedule(kind: str, lr: float, steps: int, decay_steps: int) -> optax.Schedule:
-    """A step-size schedule η_t from optax: constant, cosine (to 0 at max(steps, decay_steps)),
-    exponential (halves every decay_steps), step (×0.1 at 50% and 75% of steps), or inverse_time
-    η / (1 + t/τ) with τ = decay_steps (Robbins–Monro; written here, optax has no builtin)."""
-    if kind not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
-    if kind == "constant":
-        return optax.constant_schedule(lr)
-    if kind == "cosine":
-        return optax.cosine_decay_schedule(lr, max(steps, decay_steps))
-    if kind == "exponential":
-        return optax.exponential_decay(lr, decay_steps, 0.5)
-    if kind == "step":
-        return optax.piecewise_constant_schedule(lr, {steps // 2: 0.1, (3 * steps) // 4: 0.1})
-    tau = float(decay_steps)
-    return lambda t: lr / (1.0 + t / tau)
-
-
 class SGDTrace(NamedTuple):
     """Recorded iterates of :func:`run_sgd`."""
 
@@ -206,7 +185,7 @@ def run_sgd(problem: LeastSquares, cfg: SGDConfig, K0, averagers: dict[str, Aver
     Args:
         problem: data and loss. cfg: see :class:`SGDConfig` (``cfg.noise`` picks minibatch sampling or
             additive Gaussian noise with the minibatch covariance at K̂). K0: [m, n] initial gain.
-        averagers: name -> :class:`~gvatheory.averaging.Averager`, each updated after every step.
+        averagers: name -> :class:`~gvatheory.core.averaging.Averager`, each updated after every step.
         key: PRNG key.
     """
     m, n = problem.shape
@@ -240,7 +219,7 @@ def run_noisy_sgd(grad, params0, cfg: SGDConfig, averagers: dict[str, Averager] 
         grad: ``grad(params, key) -> stochastic gradient`` (a pure JAX function, same pytree as params).
         params0: initial parameters (array or pytree), shared by all runs.
         cfg: see :class:`SGDConfig` (``batch_size`` and ``noise`` are the oracle's business).
-        averagers: name -> :class:`~gvatheory.averaging.Averager`, each updated after every step.
+        averagers: name -> :class:`~gvatheory.core.averaging.Averager`, each updated after every step.
         key: PRNG key; run i uses ``jax.random.split(key, n_runs)[i]``.
 
     Returns:

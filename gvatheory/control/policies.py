@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gvatheory.infra.validate import require_int
+
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu, "silu": jax.nn.silu}
 
 
@@ -23,10 +25,8 @@ class PolicyConfig:
     def __post_init__(self):
         if self.arch not in ("mlp", "resmlp"):
             raise ValueError(f"arch must be 'mlp' or 'resmlp', got {self.arch!r}")
-        if int(self.depth) != self.depth or self.depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {self.depth}")
-        if int(self.width) != self.width or self.width < 1:
-            raise ValueError(f"width must be an integer >= 1, got {self.width}")
+        require_int("depth", self.depth, 1)
+        require_int("width", self.width, 1)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 

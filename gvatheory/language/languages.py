@@ -17,7 +17,7 @@ run jitted on model generations.
   model's validity over H tokens is Π(1 − forbidden mass): exponentially sensitive to a mass that
   barely moves the loss.
 
-References: issue 5; Liu, Ash, Goel, Krishnamurthy, Zhang. NeurIPS 2023.
+References: Liu, Ash, Goel, Krishnamurthy, Zhang. Exposing Attention Glitches with Flip-Flop Language Modeling. NeurIPS 2023.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gvatheory.infra.validate import require_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +40,8 @@ class Dyck:
     p_open: float = 0.5  # probability of opening when 0 < depth < D
 
     def __post_init__(self):
-        if int(self.k) != self.k or self.k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {self.k}")
-        if int(self.depth) != self.depth or self.depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {self.depth}")
+        require_int("k", self.k, 1)
+        require_int("depth", self.depth, 1)
         if not 0 < self.p_open < 1:
             raise ValueError(f"p_open must lie in (0, 1), got {self.p_open}")
 
@@ -80,8 +80,7 @@ class Automaton:
     def __post_init__(self):
         for f in ("vocab_size", "order", "n_allowed"):
             v = getattr(self, f)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{f} must be an integer >= 1, got {v}")
+            require_int(f, v, 1)
         if not self.n_allowed <= self.vocab_size:
             raise ValueError(f"n_allowed ({self.n_allowed}) must be <= vocab_size ({self.vocab_size})")
         if self.vocab_size**self.order > 1 << 20:
@@ -202,8 +201,8 @@ def _scan(lang, seq):
 
 def sample(lang, n: int, length: int, *, key) -> jax.Array:
     """``n`` sequences of ``length`` tokens from the generator, [n, length] int32."""
-    if int(n) != n or n < 1 or int(length) != length or length < 1:
-        raise ValueError(f"n and length must be integers >= 1, got {n}, {length}")
+    require_int("n", n, 1)
+    require_int("length", length, 1)
 
     def one(key):
         def step(state, k):

@@ -268,8 +268,39 @@ def quadrotor(cfg: QuadrotorConfig = QuadrotorConfig()) -> System:
 SYSTEMS = {"cartpole": cartpole, "double_pendulum": double_pendulum, "quadrotor": quadrotor}
 
 
+def register_system(name: str, factory: Callable[[], System], *, replace: bool = False) -> None:
+    """Makes ``factory()`` available to every experiment as ``BCConfig(system=name)``.
+
+    The factory is called once here and its :class:`System` checked: shapes of x_eq [n], u_eq [m],
+    Q [n, n], R [m, m], start_box [n], a positive dt, and ``step`` returning a state of shape [n].
+    Cached results are keyed by ``name`` and the configuration, not by the factory's code: register a
+    changed system under a new name (or clear the cache).
+
+    Raises:
+        ValueError: the name is taken (and ``replace`` is False) or the system is malformed.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if name in SYSTEMS and not replace:
+        raise ValueError(f"a system called {name!r} is already registered; pass replace=True to replace it")
+    system = factory()
+    if not isinstance(system, System):
+        raise ValueError(f"factory must return a gvatheory.control.systems.System, got {type(system).__name__}")
+    n, m = np.shape(system.x_eq)[0], np.shape(system.u_eq)[0]
+    shapes = {"Q": (np.shape(system.Q), (n, n)), "R": (np.shape(system.R), (m, m)), "start_box": (np.shape(system.start_box), (n,))}
+    for field, (got, want) in shapes.items():
+        if got != want:
+            raise ValueError(f"{name}: {field} must have shape {want} for a state of size {n} and an input of size {m}, got {got}")
+    if not system.dt > 0:
+        raise ValueError(f"{name}: dt must be > 0, got {system.dt}")
+    x_next = jax.eval_shape(system.step, jnp.zeros(n, jnp.float32), jnp.zeros(m, jnp.float32))
+    if x_next.shape != (n,):
+        raise ValueError(f"{name}: step(x [{n}], u [{m}]) must return a state of shape ({n},), got {x_next.shape}")
+    SYSTEMS[name] = factory
+
+
 def make(name: str) -> System:
-    """The system called ``name`` (one of :data:`SYSTEMS`) with its default parameters."""
+    """The system called ``name`` (one of :data:`SYSTEMS`, built in or registered) with its default parameters."""
     if name not in SYSTEMS:
         raise ValueError(f"system must be one of {sorted(SYSTEMS)}, got {name!r}")
     return SYSTEMS[name]()

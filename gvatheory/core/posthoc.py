@@ -1,6 +1,6 @@
 """Post-hoc EMA: any averaging schedule, reconstructed after training from a few stored averages.
 
-Every averager of gvatheory.averaging is linear in the iterates: its value after iterate T is
+Every averager of gvatheory.core.averaging is linear in the iterates: its value after iterate T is
 Σ_j w_j θ_j with weights w [T+1] that depend only on the schedule. Store S averages (snapshots, e.g.
 two polynomial EMAs every K steps, as Karras et al. store two power-function EMAs); a target schedule
 is then approximated by the combination Σ_i c_i snapshot_i whose weights best match the target's in
@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from gvatheory.averaging import AveragingConfig, schedule
+from gvatheory.core.averaging import AveragingConfig, schedule
 
 
 def weights(config: AveragingConfig, n_steps: int) -> np.ndarray:

@@ -1,17 +1,17 @@
 """The ablations of notebooks 07–09: what causes GVA and what cures it, with compute on the x-axis.
 
 One *base* configuration per scale, and every intervention as an edit of it (an :class:`Arm`: a
-configuration plus the iterate that is scored). Each arm is trained with :func:`gvatheory.bc.run_seeds`,
+configuration plus the iterate that is scored). Each arm is trained with :func:`gvatheory.control.bc.run_seeds`,
 so runs are cached and shared between the notebooks. The base run also tracks every averaging
 schedule of notebook 09 (``EMA_SUITE``) and stores the averages at each checkpoint, so that the EMA
 ablations and post-hoc EMA cost no extra gradient evaluations.
 
 The *oscillation metric* of an arm is the mean absolute change of the mean rollout return between
 adjacent checkpoints over the second half of training (``return_change`` of
-:func:`gvatheory.diagnostics.gva_summary`), averaged over seeds. Compute is counted in per-example
+:func:`gvatheory.core.diagnostics.gva_summary`), averaged over seeds. Compute is counted in per-example
 gradient evaluations (steps × examples per step) and in measured seconds of the compiled run.
 
-References: PAPER.md claims 3–5; Karras et al. 2024 (post-hoc EMA); Laskey et al. 2017 (DART).
+References: Block et al. 2024 (ICLR), the causes of GVA, the failed mitigations and the EMA cure; Karras et al. 2024 (post-hoc EMA); Laskey et al. 2017 (DART).
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gvatheory import bc, diagnostics, policies, posthoc
-from gvatheory.averaging import AveragingConfig
+from gvatheory.control import bc, policies
+from gvatheory.core import diagnostics, posthoc
+from gvatheory.core.averaging import AveragingConfig
 
 
 def _karras_gamma(g: float) -> float:
@@ -52,27 +53,6 @@ EMA_SUITE = (
 )
 SNAPSHOTS = ("snap σ=0.05", "snap σ=0.10")
 
-# the base configurations. Quick: the double pendulum, the paper's optimiser (Adam 1e-3, batch 64) but a
-# 2x64 MLP, 10k steps and demonstrations of 125 steps (8,000 training pairs), so that ~20 arms x 3 seeds,
-# full-batch gradient descent included, fit in the 12-minute budget of notebooks 07–09 on 2 CPU cores.
-_QUICK = bc.BCConfig(
-    n_demos=64, demo_horizon=125, policy=policies.PolicyConfig(width=64), steps=10_000, eval_every=250, eval_start=2000,
-    n_eval=32, horizon=1000, bema=True, extra_averages=EMA_SUITE, store_params=SNAPSHOTS + ("ema",),
-)
-BASE = {
-    "smoke": dataclasses.replace(
-        _QUICK, n_demos=8, n_val=4, demo_horizon=50, policy=policies.PolicyConfig(width=16), steps=300, eval_every=25, eval_start=100,
-        n_eval=4, horizon=100,
-    ),
-    "quick": _QUICK,
-    # the paper's recipe as PAPER.md reconstructs it (4x256 MLP, 100k steps, H = 1000, 20 starts), on every system
-    "paper": dataclasses.replace(
-        _QUICK, n_demos=256, demo_horizon=500, policy=policies.PolicyConfig(depth=4, width=256), steps=100_000, eval_every=1000,
-        eval_start=20_000, n_eval=20,
-    ),
-}
-SYSTEMS = {"smoke": ("double_pendulum",), "quick": ("double_pendulum",), "paper": ("double_pendulum", "cartpole", "quadrotor")}
-N_SEEDS = {"smoke": 2, "quick": 3, "paper": 5}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,13 +66,6 @@ class Arm:
     def __post_init__(self):
         if self.variant not in self.cfg.variants:
             raise ValueError(f"variant {self.variant!r} is not tracked by this configuration; it tracks {self.cfg.variants}")
-
-
-def base(scale: str = "quick", system: str = "double_pendulum") -> bc.BCConfig:
-    """The base configuration of the ablations at ``scale`` (smoke | quick | paper) for ``system``."""
-    if scale not in BASE:
-        raise ValueError(f"scale must be one of {sorted(BASE)}, got {scale!r}")
-    return dataclasses.replace(BASE[scale], system=system)
 
 
 def lean(cfg: bc.BCConfig, **changes) -> bc.BCConfig:
@@ -186,7 +159,7 @@ def posthoc_params(cfg: bc.BCConfig, out: dict, target: AveragingConfig, at: int
 
     The snapshots are the averages named in ``snapshots`` (tracked by ``cfg``), read at every checkpoint
     up to ``at`` (``out["params"]``, so ``cfg.store_params`` must include them); their exact weights over the
-    iterates θ_0..θ_T (:func:`gvatheory.posthoc.weights`) are combined to match the target's in least
+    iterates θ_0..θ_T (:func:`gvatheory.core.posthoc.weights`) are combined to match the target's in least
     squares (Karras et al. 2024). Returns (flat parameters [P], relative residual of the weight match).
     """
     if "params" not in out:
@@ -205,8 +178,6 @@ def posthoc_params(cfg: bc.BCConfig, out: dict, target: AveragingConfig, at: int
 
 
 def evaluate_flat(cfg: bc.BCConfig, flats) -> dict:
-    """Validation BC loss [K] and rollout returns / failures [K, N] of K flat parameter vectors."""
-    ev = bc.make_evaluator(cfg)
-    f = jax.jit(jax.vmap(lambda p: ev.evaluate(bc.unravel(cfg, p))))
-    loss, _, ret, failed = f(jnp.asarray(np.asarray(flats)))
-    return dict(val_loss=np.asarray(loss), ret=np.asarray(ret), failed=np.asarray(failed))
+    """Validation BC loss [K] and rollout returns / failures / divergences [K, N] of K flat parameter vectors (either backend)."""
+    out = bc.evaluate_flat(cfg, flats)
+    return {k: out[k] for k in ("val_loss", "ret", "failed", "diverged")}

@@ -1,6 +1,6 @@
 """Linear closed-loop systems: LQR expert, exact (Lyapunov) and Monte-Carlo rollout cost, BC loss.
 
-The model of all three theory vignettes (PAPER.md, "Theory vignettes"):
+The model of all three theory vignettes of Block et al. 2024 (notebooks 01-03):
 
     x_{t+1} = A x_t + B u_t + w_t,   w_t ~ N(0, W),   x_0 ~ N(0, Σ_0),   u_t = K x_t,
     J_H(K) = E Σ_{t<H} x_tᵀ (Q + Kᵀ R K) x_t.
@@ -10,12 +10,14 @@ Exact quantities are float64 numpy/scipy; simulation is float32 JAX (vmapped rol
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+
+from gvatheory.control import lqr
+from gvatheory.control.rollout import Rollout
+from gvatheory.infra.validate import require_int
 
 
 def _matrix(name, value, shape):
@@ -97,15 +99,8 @@ def psd_sqrt(S) -> np.ndarray:
 
 
 def lqr_gain(sys: LinearSystem) -> tuple[np.ndarray, np.ndarray]:
-    """Infinite-horizon LQR gain from scipy's discrete algebraic Riccati equation.
-
-    Returns:
-        K: [m, n], the optimal policy u = K x (note the sign: K = −(R + BᵀPB)⁻¹ BᵀPA).
-        P: [n, n], the Riccati solution P = Q + AᵀPA − AᵀPB (R + BᵀPB)⁻¹ BᵀPA.
-    """
-    P = scipy.linalg.solve_discrete_are(sys.A, sys.B, sys.Q, sys.R)
-    K = -np.linalg.solve(sys.R + sys.B.T @ P @ sys.B, sys.B.T @ P @ sys.A)
-    return K, P
+    """Infinite-horizon LQR gain of ``sys`` (:func:`gvatheory.control.lqr.lqr_gain`: u = K x, K [m, n]; P [n, n])."""
+    return lqr.lqr_gain(sys.A, sys.B, sys.Q, sys.R)
 
 
 def closed_loop(sys: LinearSystem, K) -> np.ndarray:
@@ -131,8 +126,7 @@ def state_covariances(sys: LinearSystem, K, horizon: int) -> np.ndarray:
     Σ_{t+1} = M Σ_t Mᵀ + W with M = A + BK. K may be batched, [..., m, n]; returns [..., H, n, n]
     in float64, with inf where the closed loop overflows (:func:`cost_exact` then reports inf).
     """
-    if int(horizon) != horizon or horizon < 1:
-        raise ValueError(f"horizon must be an integer >= 1, got {horizon}")
+    require_int("horizon", horizon, 1)
     M = closed_loop(sys, K)
     out = np.empty(M.shape[:-2] + (horizon, sys.n, sys.n))
     S = np.broadcast_to(sys.Sigma0, M.shape).copy()
@@ -174,15 +168,7 @@ def bc_loss(K, K_star, Sigma) -> np.ndarray:
     return np.einsum("...ij,jk,...ik->...", D, np.asarray(Sigma, dtype=np.float64), D)
 
 
-class Rollouts(NamedTuple):
-    """Result of :func:`simulate`: per-rollout cost and divergence bookkeeping."""
-
-    cost: jax.Array  # [N] cost accumulated up to the horizon or up to divergence
-    diverged: jax.Array  # [N] bool: the state left the ball ‖x‖ <= threshold (or became non-finite)
-    steps: jax.Array  # [N] int: steps completed before divergence (H if none)
-
-
-def simulate(sys: LinearSystem, K, horizon: int, n_rollouts: int, *, key, threshold: float = 1e6) -> Rollouts:
+def simulate(sys: LinearSystem, K, horizon: int, n_rollouts: int, *, key, threshold: float = 1e6) -> Rollout:
     """Monte-Carlo rollouts of u = K x, all at once (one vmapped ``lax.scan``).
 
     A rollout whose state norm exceeds ``threshold`` is marked diverged and frozen there: its cost
@@ -194,13 +180,11 @@ def simulate(sys: LinearSystem, K, horizon: int, n_rollouts: int, *, key, thresh
         threshold: divergence radius.
 
     Returns:
-        :class:`Rollouts` with arrays of shape [N].
+        :class:`gvatheory.control.rollout.Rollout` with arrays of shape [N] (``ret`` = −``cost``; ``failed`` = ``diverged``).
     """
     K = sys.check_gain(K)
-    if int(horizon) != horizon or horizon < 1:
-        raise ValueError(f"horizon must be an integer >= 1, got {horizon}")
-    if int(n_rollouts) != n_rollouts or n_rollouts < 1:
-        raise ValueError(f"n_rollouts must be an integer >= 1, got {n_rollouts}")
+    require_int("horizon", horizon, 1)
+    require_int("n_rollouts", n_rollouts, 1)
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
     M = jnp.asarray(sys.A + sys.B @ K, jnp.float32)
@@ -225,7 +209,7 @@ def _simulate(M, C, x0, noise, threshold):
     n = x0.shape[0]
     init = (x0, jnp.zeros(n), jnp.ones(n, bool), jnp.zeros(n, jnp.int32))
     (x, cost, alive, steps), _ = jax.lax.scan(step, init, noise)
-    return Rollouts(cost=cost, diverged=~alive, steps=steps)
+    return Rollout(ret=-cost, cost=cost, failed=~alive, diverged=~alive, steps=steps)
 
 
 def bc_dataset(sys: LinearSystem, K_star, horizon: int, n_traj: int, *, key, label_noise: float = 0.0):
@@ -240,10 +224,8 @@ def bc_dataset(sys: LinearSystem, K_star, horizon: int, n_traj: int, *, key, lab
     K_star = sys.check_gain(K_star)
     if label_noise < 0:
         raise ValueError(f"label_noise must be >= 0, got {label_noise}")
-    if int(n_traj) != n_traj or n_traj < 1:
-        raise ValueError(f"n_traj must be an integer >= 1, got {n_traj}")
-    if int(horizon) != horizon or horizon < 1:
-        raise ValueError(f"horizon must be an integer >= 1, got {horizon}")
+    require_int("n_traj", n_traj, 1)
+    require_int("horizon", horizon, 1)
     A, B, K = (jnp.asarray(a, jnp.float32) for a in (sys.A, sys.B, K_star))
     LW, L0 = (jnp.asarray(psd_sqrt(S), jnp.float32) for S in (sys.W, sys.Sigma0))
     k0, kw, ke = jax.random.split(key, 3)

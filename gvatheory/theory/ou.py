@@ -1,6 +1,6 @@
 """Vignette 3, the SDE / Ornstein–Uhlenbeck limit: SGD on a quadratic, last iterate vs EMA vs LR decay.
 
-Model (PAPER.md, "Theory vignettes" 3): f(θ) = ½ Σ_i λ_i θ_i², stochastic gradient λθ + σξ with
+Model (Block et al. 2024, theory vignette 3): f(θ) = ½ Σ_i λ_i θ_i², stochastic gradient λθ + σξ with
 ξ ~ N(0, I). SGD θ_{t+1} = (1 − η_t λ) θ_t − η_t σ ξ_t is linear and Gaussian, so the mean and
 covariance of (θ_t, θ̄_t, θ̂_t) — raw, EMA and BEMA — follow exact recursions, coordinate by coordinate.
 """
@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gvatheory import averaging, sgd
-from gvatheory.config import require_ints
+from gvatheory.core import averaging
+from gvatheory.theory import sgd
+from gvatheory.infra.validate import require_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,7 @@ def moments(cfg: QuadraticConfig, lrs, avg: averaging.AveragingConfig | None = N
     Args:
         cfg: the quadratic. lrs: [..., T] step sizes η_0..η_{T−1} (leading axes broadcast, e.g. a grid
             of schedules). avg: the averager (β, α, burn-in, update frequency as
-            :func:`gvatheory.averaging.averager` applies them); None tracks the raw iterate only.
+            :func:`gvatheory.core.averaging.averager` applies them); None tracks the raw iterate only.
 
     Returns:
         dict of arrays [..., T, d] for t = 1..T: ``mean``/``var`` (raw), ``ema_mean``/``ema_var``, and
@@ -144,13 +145,6 @@ class OUExperiment:
             raise ValueError(f"steps ({self.steps}) must be a multiple of record_every ({self.record_every})")
         if not 0 < self.lr * self.quad.lam.max() < 2:
             raise ValueError(f"lr must satisfy 0 < lr * max(lambdas) < 2, got lr={self.lr}")
-
-
-OU_PRESETS = {
-    "smoke": OUExperiment(steps=200, n_runs=200, grid=8),
-    "quick": OUExperiment(),
-    "paper": OUExperiment(steps=5000, n_runs=10000, grid=60),
-}
 
 
 def _mse(mo, prefix=""):

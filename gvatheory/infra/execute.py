@@ -1,4 +1,4 @@
-"""Executes the notebooks headless with papermill: ``python -m gvatheory.execute --scale quick``.
+"""Executes the notebooks headless with papermill: ``python -m gvatheory.infra.execute --scale quick``.
 
 Writes executed copies to ``build/<scale>/`` and figures to the figure folder. A failing notebook
 stops the build with a non-zero exit that names the notebook and the cell. ``--jobs 2`` (what ``make
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 SCALES = ("smoke", "quick", "paper")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 # notebooks that re-read runs another one caches (05 and 06 read 04's, 08 the base runs of 07, 09 the base
 # run of 08): with --jobs > 1 each starts only after the one it reads has finished, rather than recompute
 AFTER = {"05": "04", "06": "04", "08": "07", "09": "08"}
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
 
     def launch(nb):  # one notebook per process; its output goes to build/<scale>/NN_*.log
         logs[nb.name] = out_dir / f"{nb.stem}.log"
-        cmd = [sys.executable, "-m", "gvatheory.execute", "--scale", a.scale, "--seed", str(a.seed), "--only", nb.name[:2],
+        cmd = [sys.executable, "-m", "gvatheory.infra.execute", "--scale", a.scale, "--seed", str(a.seed), "--only", nb.name[:2],
                "--fig-dir", str(a.fig_dir), "--out-dir", str(out_dir), "--data-dir", str(data_dir)]
         with open(logs[nb.name], "w") as f:
             return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)

@@ -4,7 +4,7 @@ Every averager is a pair of pure functions ``(init, update)`` in the style of op
 pytree (a NamedTuple holding the step counter), so it can be carried through ``lax.scan``, vmapped,
 checkpointed and resumed. Read the average with ``state.average``.
 
-The recursion (paper claim 5, PAPER.md; Block et al. 2024, eq. for the EMA) is
+The recursion (Block et al. 2024: the EMA of the iterates removes GVA) is
 
     θ̄_k = (1 − β_k) θ̄_{k−1} + β_k θ_k,        β_k = max(β_min, (ρ + γ k)^(−p)),
 
@@ -28,6 +28,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gvatheory.infra.validate import require_int
 
 PyTree = Any
 
@@ -58,10 +60,8 @@ class AveragingConfig:
             raise ValueError(f"lag + gamma must be >= 1 so that beta_1 <= 1, got {self.lag + self.gamma}")
         if not 0.0 <= self.beta_min <= 1.0:
             raise ValueError(f"beta_min must lie in [0, 1], got {self.beta_min}")
-        if int(self.burn_in) != self.burn_in or self.burn_in < 0:
-            raise ValueError(f"burn_in must be an integer >= 0, got {self.burn_in}")
-        if int(self.every) != self.every or self.every < 1:
-            raise ValueError(f"every must be an integer >= 1, got {self.every}")
+        require_int("burn_in", self.burn_in, 0)
+        require_int("every", self.every, 1)
         if self.bias_power is not None and self.bias_power < 0:
             raise ValueError(f"bias_power must be >= 0, got {self.bias_power}")
 
@@ -113,7 +113,7 @@ def averager(config: AveragingConfig) -> Averager:
         the next iterate θ_n and returns the state whose ``.average`` is the average up to θ_n.
         Both are jit-able and vmap-able; nothing is done in Python per step.
 
-    References: PAPER.md claim 5; Block & Zhang (2025), Algorithm 1.
+    References: Block et al. (2024); Block & Zhang (2025), Algorithm 1.
     """
     corrected = config.bias_power is not None
 
@@ -201,7 +201,7 @@ def bema(
 def schedule(config: AveragingConfig, n_steps: int):
     """The weights that :func:`averager`'s ``update`` applies at iterates n = 1..T, as numpy arrays.
 
-    For exact moment recursions (gvatheory.ou): θ̄_n = (1 − β_n) θ̄_{n−1} + β_n θ_n, and where
+    For exact moment recursions (gvatheory.theory.ou): θ̄_n = (1 − β_n) θ̄_{n−1} + β_n θ_n, and where
     ``refresh_n`` the BEMA output is set to θ̄_n + α_n (θ_n − θ_anchor) (held otherwise); the anchor is
     reset to θ_n while ``reset_n`` (burn-in).
 

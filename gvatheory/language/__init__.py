@@ -1,0 +1,1 @@
+"""Language (notebook 10): synthetic languages with exact validity, a small transformer, and the LM experiment."""
