@@ -23,11 +23,11 @@ landscape, RL experts), ``language`` (synthetic languages, a transformer, the LM
 ``infra`` (result cache, notebook runner, figure style); their presets in :mod:`gvatheory.presets`.
 """
 from gvatheory.core import diagnostics, posthoc
-from gvatheory.core.averaging import Averager, AveragerState, AveragingConfig, averager, bema, ema, polynomial_ema
+from gvatheory.core.averaging import Averager, AveragerState, AveragingConfig, averager, bema, ema, polynomial_ema, power_function_ema
 from gvatheory.core.diagnostics import adjacent_change, checkpoint_stats, gradient_noise, gva_summary
 
 __all__ = [
     "Averager", "AveragerState", "AveragingConfig", "adjacent_change", "averager", "bema", "checkpoint_stats", "diagnostics",
-    "ema", "gradient_noise", "gva_summary", "polynomial_ema", "posthoc",
+    "ema", "gradient_noise", "gva_summary", "polynomial_ema", "posthoc", "power_function_ema",
 ]
 __version__ = "0.1.0"

@@ -157,3 +157,139 @@ def test_schedule_matches_update():
 def test_invalid_parameters_raise(kwargs, field):
     with pytest.raises(ValueError, match=field):
         av.AveragingConfig(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The reference implementations' conventions, each re-stated here in numpy from its documented update rule
+# and fed the same parameter sequence as this package's averager.
+
+
+def _sequence(T=400, d=3, seed=7):
+    """A drifting, noisy parameter sequence θ_0..θ_T [T+1, d] (float64)."""
+    rng = np.random.default_rng(seed)
+    return np.cumsum(0.1 * rng.standard_normal((T + 1, d)), 0) + np.linspace(0, 2, T + 1)[:, None]
+
+
+def trl_bema(thetas, *, update_freq, ema_power, bias_power, lag, update_after, multiplier, min_ema_multiplier=0.0):
+    """TRL's BEMACallback: θ_0 and the EMA snapshot at step == update_after; at (step − update_after) % update_freq
+    == 0 later, EMA ← (1 − β) EMA + β θ_t and BEMA ← EMA + α (θ_t − θ_0), with β = max((ρ + γ t)^−κ, min),
+    α = (ρ + γ t)^−η and t the global step. Returns the BEMA weights after each step (None before the first update)."""
+    out, theta0, ema, bema_w = [None], thetas[0].copy(), thetas[0].copy(), None
+    for step in range(1, len(thetas)):
+        th = thetas[step]
+        if step < update_after:
+            out.append(bema_w)
+            continue
+        if step == update_after:
+            theta0, ema = th.copy(), th.copy()
+        elif (step - update_after) % update_freq == 0:
+            beta = max((lag + multiplier * step) ** (-ema_power), min_ema_multiplier)
+            alpha = (lag + multiplier * step) ** (-bias_power)
+            ema = (1 - beta) * ema + beta * th
+            bema_w = ema + alpha * (th - theta0)
+        out.append(bema_w)
+    return out
+
+
+def authors_bema(thetas, *, ema_power, eta_power, scaling_lag, ema_gamma=1.0):
+    """abblock/bema's core_online.py with update_freq = 1: θ_0 = the initial weights; at every step t >= 1,
+    t_eff = max(0, t − lag), β = γ (1 + t_eff)^−κ, α = γ (1 + t_eff)^−η, EMA ← (1 − β) EMA + β θ_t,
+    BEMA = EMA + α (θ_t − θ_0)."""
+    theta0, ema, out = thetas[0].copy(), thetas[0].copy(), [thetas[0].copy()]
+    for t in range(1, len(thetas)):
+        te = max(0, t - scaling_lag)
+        beta, alpha = ema_gamma * (1.0 + te) ** (-ema_power), ema_gamma * (1.0 + te) ** (-eta_power)
+        ema = (1 - beta) * ema + beta * thetas[t]
+        out.append(ema + alpha * (thetas[t] - theta0))
+    return out
+
+
+def ema_pytorch(thetas, *, beta, update_after_step, update_every, inv_gamma, power, min_value=0.0):
+    """ema-pytorch's EMA.update() called once per iterate: the first call copies θ_0; call c copies θ_c while
+    c <= update_after_step (on calls divisible by update_every), then lerps ema toward θ_c by 1 − decay,
+    decay = clamp(1 − (1 + e / inv_gamma)^−power, min_value, beta), e = c − update_after_step."""
+    ema, out = thetas[0].copy(), [thetas[0].copy()]
+    for c in range(1, len(thetas)):
+        if c % update_every == 0:
+            if c <= update_after_step:
+                ema = thetas[c].copy()
+            else:
+                e = c - update_after_step
+                decay = min(max(1 - (1 + e / inv_gamma) ** (-power), min_value), beta)
+                ema = decay * ema + (1 - decay) * thetas[c]
+        out.append(ema)
+    return out
+
+
+def edm2_power_ema(thetas, *, exponent):
+    """EDM2's power-function EMA (training loop with t_delta = one step): at step t >= 1,
+    β = (1 − 1/t)^(γ+1) and p_ema ← p_ema.lerp(p_net, 1 − β)."""
+    ema, out = thetas[0].copy(), [thetas[0].copy()]
+    for t in range(1, len(thetas)):
+        b = (1 - 1 / t) ** (exponent + 1)
+        ema = ema + (1 - b) * (thetas[t] - ema)
+        out.append(ema)
+    return out
+
+
+@pytest.mark.parametrize("freq, after, lag, mult", [(1, 0, 10, 1.0), (25, 0, 10, 1.0), (20, 60, 10, 1.0), (1, 30, 4, 0.5)])
+def test_bema_matches_trl_bemacallback(freq, after, lag, mult):
+    thetas = _sequence().astype(np.float32)
+    ref = trl_bema(thetas.astype(np.float64), update_freq=freq, ema_power=0.5, bias_power=0.2, lag=lag, update_after=after, multiplier=mult)
+    # TRL counts t from the start of training, this package from the end of burn-in: ρ absorbs γτ
+    ours = run(av.bema(lag=lag + mult * after, gamma=mult, burn_in=after, every=freq), thetas)
+    checked = [t for t in range(len(thetas)) if ref[t] is not None]
+    assert len(checked) > 10
+    for t in checked:
+        np.testing.assert_allclose(ours[t], ref[t], rtol=2e-5, atol=2e-5, err_msg=f"step {t}")
+
+
+def test_bema_matches_the_authors_core_online_after_the_lag():
+    thetas = _sequence().astype(np.float32)
+    rho = 10
+    ref = authors_bema(thetas.astype(np.float64), ema_power=0.5, eta_power=0.2, scaling_lag=rho)
+    ours = run(av.averager(av.AveragingConfig(power=0.5, bias_power=0.2, lag=1.0, gamma=1.0, burn_in=rho, anchor="init")), thetas)
+    for t in range(rho + 1, len(thetas)):
+        np.testing.assert_allclose(ours[t], ref[t], rtol=2e-5, atol=2e-5, err_msg=f"step {t}")
+    # inside the lag the two differ, as documented: the reference outputs 2θ_t − θ_0, this package θ_t
+    np.testing.assert_allclose(ref[5], 2 * thetas[5] - thetas[0], rtol=1e-6)
+    np.testing.assert_allclose(ours[5], thetas[5], rtol=1e-6)
+    # and the default anchor (end of burn-in, TRL's) is a different average after it
+    other = run(av.averager(av.AveragingConfig(power=0.5, bias_power=0.2, lag=1.0, burn_in=rho)), thetas)
+    assert np.abs(other[-1] - ref[-1]).max() > 1e-2
+
+
+# beta = 0.95 in the second case: the clamp on the decay acts from e = 55 on
+@pytest.mark.parametrize("after, every, inv_gamma, power, beta", [(0, 1, 1.0, 2 / 3, 0.9999), (100, 1, 1.0, 0.75, 0.95), (100, 10, 3.0, 2 / 3, 0.9999)])
+def test_polynomial_ema_matches_ema_pytorch(after, every, inv_gamma, power, beta):
+    thetas = _sequence().astype(np.float32)
+    ref = ema_pytorch(thetas.astype(np.float64), beta=beta, update_after_step=after, update_every=every, inv_gamma=inv_gamma, power=power)
+    ours = run(av.polynomial_ema(power, gamma=1 / inv_gamma, lag=1.0, beta_min=1 - beta, burn_in=after, every=every), thetas)
+    for t in range(after, len(thetas)):
+        np.testing.assert_allclose(ours[t], ref[t], rtol=2e-5, atol=2e-5, err_msg=f"step {t}")
+
+
+@pytest.mark.parametrize("exponent", [6.94, 16.97])
+def test_power_function_ema_matches_edm2_and_its_profile_width(exponent):
+    thetas = _sequence().astype(np.float32)
+    ref = edm2_power_ema(thetas.astype(np.float64), exponent=exponent)
+    np.testing.assert_allclose(run(av.power_function_ema(exponent), thetas), np.stack(ref), rtol=2e-5, atol=2e-5)
+    # the weight profile over θ_0..θ_T has EDM2's relative standard deviation √((γ+1)/((γ+2)²(γ+3))) (their Eq. 123)
+    from gvatheory.core import posthoc
+
+    T = 20_000
+    w = posthoc.weights(av.power_function_ema(exponent).config, T)
+    tau = np.arange(T + 1) / T
+    mean = (w * tau).sum()
+    std = np.sqrt((w * (tau - mean) ** 2).sum())
+    assert w.sum() == pytest.approx(1.0, rel=1e-9)
+    assert std == pytest.approx(np.sqrt((exponent + 1) / ((exponent + 2) ** 2 * (exponent + 3))), rel=1e-3)
+
+
+def test_anchor_and_exponent_are_validated():
+    with pytest.raises(ValueError, match="anchor"):
+        av.AveragingConfig(bias_power=0.2, anchor="start")
+    with pytest.raises(ValueError, match="exponent"):
+        av.AveragingConfig(exponent=-1.0)
+    with pytest.raises(ValueError, match="exponent"):
+        av.AveragingConfig(exponent=3.0, decay=0.9)

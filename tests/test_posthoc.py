@@ -69,3 +69,8 @@ def test_invalid_arguments():
         posthoc.snapshot_weights([av.ema(0.9).config], [7], 5)
     with pytest.raises(ValueError, match="target_w"):
         posthoc.solve(np.ones((2, 5)), np.ones(4))
+
+
+@pytest.mark.parametrize("cfg", [av.AveragingConfig(power=0.5, bias_power=0.2, lag=1.0, burn_in=7, anchor="init"), av.AveragingConfig(exponent=5.0, every=3)])
+def test_weights_reproduce_the_init_anchor_and_the_power_function_profile(cfg):
+    test_weights_reproduce_the_averager(cfg)

@@ -27,13 +27,15 @@ from gvatheory.core.averaging import AveragingConfig
 
 
 def _karras_gamma(g: float) -> float:
-    """Our polynomial EMA β_k = 1/(1 + γ' k) is Karras et al.'s power-function EMA of exponent g for γ' = 1/(g + 1)."""
+    """γ' of our polynomial EMA β_k = 1/(1 + γ' k) whose weights grow like t^g, as Karras et al.'s power-function
+    EMA of exponent g does: γ' = 1/(g + 1). (Not EDM2's exact discrete update, which is
+    :func:`gvatheory.core.averaging.power_function_ema`; both give a profile ∝ t^g for large t.)"""
     return 1.0 / (g + 1.0)
 
 
 # Averaging schedules tracked inside the base run (notebook 09). "ema" (constant 0.999) and "bema" are the
 # run's own variants; the two "snap" averages are the stored snapshots that post-hoc EMA combines
-# (Karras et al.'s power-function EMAs with σ_rel ≈ 0.05 and 0.10, exponents 16.97 and 6.94).
+# (profiles ∝ t^g like Karras et al.'s power-function EMAs with σ_rel ≈ 0.05 and 0.10, exponents 16.97 and 6.94).
 EMA_SUITE = (
     ("ema 0.99", AveragingConfig(decay=0.99)),
     ("ema 0.995", AveragingConfig(decay=0.995)),

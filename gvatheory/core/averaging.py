@@ -14,7 +14,28 @@ BEMA (Block & Zhang 2025, Algorithm 1) adds a bias correction that removes the E
 
     θ̂_k = α_k (θ_k − θ_anchor) + θ̄_k,          α_k = (ρ + γ k)^(−η),
 
-where θ_anchor is the iterate at the end of burn-in.
+where θ_anchor is the iterate at the end of burn-in (``anchor="burn_in"``) or the initial iterate θ_0
+(``anchor="init"``). EDM2's power-function EMA (Karras et al. 2024, Eq. 127) is the schedule
+β_k = 1 − (1 − 1/k)^(γ+1) of exponent γ (``exponent``), whose weights grow like t^γ.
+
+Conventions of the reference implementations, checked number for number in tests/test_averaging.py:
+
+* TRL's ``BEMACallback`` (β_t = max(β_min, (ρ + γ t)^(−κ)), α_t = (ρ + γ t)^(−η), θ_0 and the EMA
+  snapshot at step τ = ``update_after``, updates every φ = ``update_freq`` steps after it) is
+  ``bema(lag=ρ + γτ, gamma=γ, burn_in=τ, every=φ)``: TRL counts t from the start of training, this
+  package from the end of burn-in, so its ρ absorbs γτ. With τ = 0 the parameters are the same.
+* The authors' reference (``abblock/bema``, ``src/core_online.py``) reads ρ as a delay: β_t = γ(1 +
+  max(0, t − ρ))^(−κ), α_t the same with η, θ_0 the weights at the start of training, updates at the
+  steps t with (t + 1) divisible by φ. With γ = 1 and φ = 1 it is ``averager(AveragingConfig(power=κ,
+  bias_power=η, lag=1, burn_in=ρ, anchor="init"))`` from step ρ + 1 on (during its first ρ steps it
+  outputs 2θ_t − θ_0, this package the iterate); with φ > 1 its updates fall on other steps.
+* ``ema-pytorch``'s warm-up EMA (decay 1 − (1 + e/inv_gamma)^(−power), clamped to [min_value, beta], e the
+  steps after ``update_after_step``) is ``polynomial_ema(power, gamma=1/inv_gamma, lag=1, beta_min=1 −
+  beta, burn_in=update_after_step)`` when min_value = 0, from the end of burn-in on (with
+  ``update_every`` = E dividing the burn-in, ``every=E``).
+
+This package's BEMA defaults differ from both references in one place: ``every=1`` (the paper updates
+the average at every step, and the runs here are short), where TRL defaults to 400 and the authors to 100.
 
 References:
     Block, Foster, Krishnamurthy, Simchowitz, Zhang. Butterfly Effects of SGD Noise. ICLR 2024.
@@ -46,6 +67,8 @@ class AveragingConfig:
     burn_in: int = 0  # iterates during which the average is reset to the iterate (the paper ablates this)
     every: int = 1  # update the average only every this many iterates (the paper: rarely hurts)
     bias_power: float | None = None  # η of BEMA's correction α_k = (ρ + γ k)^(−η); None = plain EMA
+    anchor: str = "burn_in"  # BEMA's θ_anchor: "burn_in" (the iterate at its end; TRL) or "init" (θ_0; the authors' code)
+    exponent: float | None = None  # γ of EDM2's power-function EMA β_k = 1 − (1 − 1/k)^(γ+1); replaces decay/power
 
     def __post_init__(self):
         if self.decay is not None and not 0.0 <= self.decay < 1.0:
@@ -64,12 +87,18 @@ class AveragingConfig:
         require_int("every", self.every, 1)
         if self.bias_power is not None and self.bias_power < 0:
             raise ValueError(f"bias_power must be >= 0, got {self.bias_power}")
+        if self.anchor not in ("burn_in", "init"):
+            raise ValueError(f"anchor must be 'burn_in' or 'init', got {self.anchor!r}")
+        if self.exponent is not None and (self.decay is not None or not self.exponent >= 0):
+            raise ValueError(f"exponent must be >= 0 and excludes decay, got exponent={self.exponent}, decay={self.decay}")
 
     def beta(self, k):
         """β_k for update number k >= 1 (array in, array out)."""
         k = jnp.asarray(k, jnp.float32)
         if self.decay is not None:
             return jnp.full_like(k, 1.0 - self.decay)
+        if self.exponent is not None:
+            return jnp.clip(1.0 - (1.0 - 1.0 / k) ** (self.exponent + 1.0), self.beta_min, 1.0)
         return jnp.clip((self.lag + self.gamma * k) ** (-self.power), self.beta_min, 1.0)
 
     def alpha(self, k):
@@ -111,7 +140,9 @@ def averager(config: AveragingConfig) -> Averager:
     Returns:
         An :class:`Averager`. ``init(params)`` takes θ_0 (iterate 0); ``update(state, params)`` takes
         the next iterate θ_n and returns the state whose ``.average`` is the average up to θ_n.
-        Both are jit-able and vmap-able; nothing is done in Python per step.
+        Both are jit-able and vmap-able; nothing is done in Python per step. ``update(state, params,
+        beta=b)`` replaces the schedule's β_k by ``b`` (a traced scalar: a constant-decay EMA whose decay
+        is an argument of the compiled program rather than a constant in it).
 
     References: Block et al. (2024); Block & Zhang (2025), Algorithm 1.
     """
@@ -126,12 +157,12 @@ def averager(config: AveragingConfig) -> Averager:
             corrected=params if corrected else None,
         )
 
-    def update(state, params):
+    def update(state, params, beta=None):
         n = state.count + 1
         k = n - config.burn_in  # update number after burn-in
         in_burn_in = k <= 0
         do_update = jnp.logical_and(~in_burn_in, k % config.every == 0)
-        beta = jnp.where(do_update, config.beta(jnp.maximum(k, 1)), 0.0)
+        beta = jnp.where(do_update, config.beta(jnp.maximum(k, 1)) if beta is None else beta, 0.0)
         beta = jnp.where(in_burn_in, 1.0, beta)  # burn-in: the average is the iterate
 
         def mix(avg, p):
@@ -141,7 +172,9 @@ def averager(config: AveragingConfig) -> Averager:
         ema = jax.tree.map(mix, state.ema, params)
         anchor = corr = None
         if corrected:
-            anchor = jax.tree.map(lambda a, p: jnp.where(in_burn_in, p, a), state.anchor, params)
+            anchor = state.anchor
+            if config.anchor == "burn_in":  # "init" keeps θ_0 from init()
+                anchor = jax.tree.map(lambda a, p: jnp.where(in_burn_in, p, a), state.anchor, params)
             alpha = config.alpha(jnp.maximum(k, 1))
 
             def correct(old, e, p, a):
@@ -176,6 +209,15 @@ def polynomial_ema(
     return averager(AveragingConfig(power=power, gamma=gamma, lag=lag, beta_min=beta_min, burn_in=burn_in, every=every))
 
 
+def power_function_ema(exponent: float, *, burn_in: int = 0, every: int = 1) -> Averager:
+    """EDM2's power-function EMA of exponent γ: θ̄_k = (1 − β_k) θ̄_{k−1} + β_k θ_k, β_k = 1 − (1 − 1/k)^(γ+1).
+
+    Its weights grow like t^γ; the relative width of that profile is σ_rel = √((γ+1) / ((γ+2)² (γ+3)))
+    (Karras et al. 2024, Eqs. 123 and 127; tests/test_averaging.py checks both).
+    """
+    return averager(AveragingConfig(exponent=exponent, burn_in=burn_in, every=every))
+
+
 def bema(
     *,
     ema_power: float = 0.5,
@@ -203,7 +245,7 @@ def schedule(config: AveragingConfig, n_steps: int):
 
     For exact moment recursions (gvatheory.theory.ou): θ̄_n = (1 − β_n) θ̄_{n−1} + β_n θ_n, and where
     ``refresh_n`` the BEMA output is set to θ̄_n + α_n (θ_n − θ_anchor) (held otherwise); the anchor is
-    reset to θ_n while ``reset_n`` (burn-in).
+    reset to θ_n while ``reset_n`` (burn-in) unless ``config.anchor == "init"``.
 
     Returns:
         beta [T], alpha [T], refresh [T] (bool), reset [T] (bool).
@@ -215,6 +257,8 @@ def schedule(config: AveragingConfig, n_steps: int):
     kk = np.maximum(k, 1).astype(np.float64)
     if config.decay is not None:
         b = np.full(kk.shape, 1.0 - config.decay)
+    elif config.exponent is not None:
+        b = np.clip(1.0 - (1.0 - 1.0 / kk) ** (config.exponent + 1.0), config.beta_min, 1.0)
     else:
         b = np.clip((config.lag + config.gamma * kk) ** (-config.power), config.beta_min, 1.0)
     a = np.zeros_like(kk) if config.bias_power is None else (config.lag + config.gamma * kk) ** (-config.bias_power)

@@ -38,7 +38,7 @@ def weights(config: AveragingConfig, n_steps: int) -> np.ndarray:
     w = _ema_weights(beta[:n_star])
     if config.bias_power is not None and n_star > 0 and not reset[n_star - 1]:
         resets = np.flatnonzero(reset[:n_star]) + 1
-        anchor = int(resets[-1]) if resets.size else 0
+        anchor = int(resets[-1]) if resets.size and config.anchor == "burn_in" else 0
         w[n_star] += alpha[n_star - 1]
         w[anchor] -= alpha[n_star - 1]
     out = np.zeros(T + 1)
