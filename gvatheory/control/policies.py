@@ -67,24 +67,29 @@ def init(cfg: PolicyConfig, n_in: int, n_out: int, *, key) -> dict:
     return {"inp": _dense(keys[0], n_in, cfg.width), "blocks": blocks, "out": _dense(keys[-1], cfg.width, n_out)}
 
 
-def apply(cfg: PolicyConfig, params: dict, x, *, dropout: float = 0.0, key=None):
+def apply(cfg: PolicyConfig, params: dict, x, *, dropout: float = 0.0, key=None, keep=None):
     """Network output for normalised inputs x [..., n_in] -> [..., n_out].
 
     With ``dropout`` > 0 and a ``key`` (training only), each hidden activation (mlp) or residual branch
     (resmlp) is zeroed with probability ``dropout`` and the rest scaled by 1 / (1 − dropout) (inverted
-    dropout: the expected output equals the deterministic one's input to the next layer).
+    dropout: the expected output equals the deterministic one's input to the next layer). ``keep`` =
+    1 − dropout may be given instead, as a traced scalar, so that the rate is an argument of a compiled
+    program rather than a constant in it.
     """
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+    if keep is None:
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        keep = 1.0 - dropout if dropout > 0 else None
     act = ACTIVATIONS[cfg.activation]
     lin = lambda p, h: h @ p["w"] + p["b"]
     n_layers = len(params["hidden"]) if cfg.arch == "mlp" else len(params["blocks"])
-    keys = jax.random.split(key, n_layers) if (dropout > 0 and key is not None) else [None] * n_layers
+    keys = jax.random.split(key, n_layers) if (keep is not None and key is not None) else [None] * n_layers
 
     def drop(h, k):
         if k is None:
             return h
-        return jnp.where(jax.random.bernoulli(k, 1.0 - dropout, h.shape), h / (1.0 - dropout), 0.0)
+        # h × (1 / keep), the reciprocal formed once: what XLA makes of h / keep for a constant keep
+        return jnp.where(jax.random.bernoulli(k, keep, h.shape), h * (1.0 / jnp.asarray(keep, h.dtype)), 0.0)
 
     if cfg.arch == "mlp":
         h = x

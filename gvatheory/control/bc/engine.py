@@ -14,6 +14,8 @@ EMA of the iterates that removes it.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from typing import Callable, NamedTuple
 
@@ -32,13 +34,34 @@ from gvatheory.core.schedules import make_schedule
 from gvatheory.infra import cache
 
 
-def _optimizer(cfg: BCConfig):
-    lr = make_schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.decay_steps)
+# Fields that change a run's numbers but not its program's shapes: they enter the compiled program as
+# arguments (``hyperparameters``), so configurations that differ only in them share one executable (the
+# learning-rate arms of notebook 07, the state-noise arms of 08). Whether each is on (> 0) stays part of
+# the program's structure: off, its code is not there at all.
+TRACED = ("lr", "weight_decay", "grad_clip", "state_noise", "dropout", "ema_decay")
+
+
+def structure(cfg: BCConfig) -> BCConfig:
+    """``cfg`` with every traced field set to a canonical value of the same on/off state: the key of its program."""
+    on = lambda v: 0.5 if v > 0 else 0.0
+    return dataclasses.replace(cfg, lr=1.0, ema_decay=0.5, **{f: on(getattr(cfg, f)) for f in ("weight_decay", "grad_clip", "state_noise", "dropout")})
+
+
+def hyperparameters(cfg: BCConfig) -> dict:
+    """The traced fields of ``cfg`` as float32 scalars; 1 − x is formed in float64 first, as a constant would be."""
+    f32 = lambda v: np.float32(v)
+    return {"lr": f32(cfg.lr), "weight_decay": f32(cfg.weight_decay), "grad_clip": f32(cfg.grad_clip), "state_noise": f32(cfg.state_noise),
+            "keep": f32(1.0 - cfg.dropout), "ema_beta": f32(1.0 - cfg.ema_decay)}
+
+
+def _optimizer(cfg: BCConfig, h: dict):
+    """The optimiser of ``cfg``'s structure with the (traced) hyperparameters ``h``."""
+    lr = make_schedule(cfg.schedule, h["lr"], cfg.steps, cfg.decay_steps)
     if cfg.optimizer == "adam":
-        opt = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(lr)
+        opt = optax.adamw(lr, weight_decay=h["weight_decay"]) if cfg.weight_decay else optax.adam(lr)
     else:
-        opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr)) if cfg.weight_decay else optax.sgd(lr)
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
+        opt = optax.chain(optax.add_decayed_weights(h["weight_decay"]), optax.sgd(lr)) if cfg.weight_decay else optax.sgd(lr)
+    return optax.chain(optax.clip_by_global_norm(h["grad_clip"]), opt) if cfg.grad_clip else opt
 
 
 class Evaluator(NamedTuple):
@@ -105,7 +128,9 @@ def batched_policy(ev: Evaluator):
 
 
 def make_run(cfg: BCConfig):
-    """Builds the pure, jitted ``run(key) -> dict`` of ``cfg`` (see the module docstring).
+    """Builds the pure ``run(key) -> dict`` of ``cfg`` (see the module docstring): one call of the jitted
+    program of ``cfg``'s structure with ``cfg``'s traced hyperparameters (:data:`TRACED`), so configurations
+    that differ only in those share one compiled executable. ``jax.jit`` and ``jax.vmap`` apply to it.
 
     The returned dict holds, per checkpoint c < C (``cfg.checkpoints``) and variant v (``cfg.variants``:
     raw, ema, then bema and the ``extra_averages`` when configured): ``train_loss`` [C] (mean minibatch
@@ -119,6 +144,18 @@ def make_run(cfg: BCConfig):
     at every checkpoint: the S variants of ``cfg.stored``, or every variant when the backend rolls out
     after the scan (:func:`finish` then keeps only ``cfg.stored``).
     """
+    program, h = _program(structure(cfg)), hyperparameters(cfg)
+
+    def run(key):
+        return program(key, h)
+
+    run.program, run.hyperparameters = program, h  # for ahead-of-time compilation (run_seeds)
+    return run
+
+
+@functools.lru_cache(maxsize=32)
+def _program(cfg: BCConfig):
+    """The jitted ``program(key, hyperparameters)`` of one structure (see :func:`structure`), built once per process."""
     ev = make_evaluator(cfg)
     d, loss_fn = ev.data, ev.loss
     X, U = jnp.asarray(d["X"]), jnp.asarray(d["U"])
@@ -126,8 +163,7 @@ def make_run(cfg: BCConfig):
     keep = cfg.variants if ev.backend.after_scan else cfg.stored
     pcfg = cfg.policy
     n_in, n_out = backends.dims(cfg)
-    opt = _optimizer(cfg)
-    avgs = {"ema": averaging.ema(cfg.ema_decay)}
+    avgs = {"ema": averaging.ema(cfg.ema_decay)}  # its decay is the traced h["ema_beta"]
     if cfg.bema:
         avgs["bema"] = averaging.bema()
     avgs.update({name: averaging.averager(c) for name, c in cfg.extra_averages})
@@ -143,16 +179,17 @@ def make_run(cfg: BCConfig):
 
     norm = ev.norm
 
-    def train_loss(params, x, u, key):
+    def train_loss(params, x, u, key, h):
         # the training objective: the BC loss with the configured state noise and dropout (both off by default)
         k_noise, k_drop = jax.random.split(key)
         z = (x - norm.x_mean) / norm.x_std
         if cfg.state_noise:
-            z = z + cfg.state_noise * jax.random.normal(k_noise, z.shape)
-        pred = policies.apply(pcfg, params, z, dropout=cfg.dropout, key=k_drop if cfg.dropout else None)
+            z = z + h["state_noise"] * jax.random.normal(k_noise, z.shape)
+        pred = policies.apply(pcfg, params, z, keep=h["keep"] if cfg.dropout else None, key=k_drop if cfg.dropout else None)
         return jnp.mean(jnp.sum((pred - (u - norm.u_mean) / norm.u_std) ** 2, -1))
 
-    def run(key):
+    def run(key, h):
+        opt = _optimizer(cfg, h)
         k_init, k_data = jax.random.split(key)
         if cfg.init_seed is not None:
             k_init = jax.random.split(jax.random.key(cfg.init_seed))[0]
@@ -168,12 +205,12 @@ def make_run(cfg: BCConfig):
             else:  # full-batch gradient descent: no sampling noise at all
                 x, u = X, U
             if cfg.state_noise or cfg.dropout:
-                loss, g = jax.value_and_grad(train_loss)(params, x, u, jax.random.fold_in(k_t, 1))
+                loss, g = jax.value_and_grad(train_loss)(params, x, u, jax.random.fold_in(k_t, 1), h)
             else:
                 loss, g = jax.value_and_grad(loss_fn)(params, x, u)
             upd, opt_state = opt.update(g, opt_state, params)
             params = optax.apply_updates(params, upd)
-            avg = {k: avgs[k].update(s, params) for k, s in avg.items()}
+            avg = {k: avgs[k].update(s, params, **({"beta": h["ema_beta"]} if k == "ema" else {})) for k, s in avg.items()}
             return (params, opt_state, avg), loss
 
         if cfg.eval_start:
@@ -248,7 +285,9 @@ def run_seeds(cfg: BCConfig, seeds, *, desc: str | None = None) -> list[dict]:
     run = ev = expert_ret = None
     if todo:
         ev = make_evaluator(cfg)
-        run = make_run(cfg).lower(jax.random.key(todo[0])).compile()
+        r = make_run(cfg)
+        compiled = r.program.lower(jax.random.key(todo[0]), r.hyperparameters).compile()  # outside the timed calls
+        run = lambda key: compiled(key, r.hyperparameters)
         expert_ret = ev.backend.expert_returns()
     bar = tqdm(total=len(todo), desc=desc or f"{cfg.system}: {len(todo)} run(s)", disable=not todo)
 
