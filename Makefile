@@ -3,7 +3,7 @@
 #   make figures [SCALE=smoke|quick|paper] [NB="02 03"] [SEED=0] [JOBS=2]
 #   make figures SCALE=paper GPU=1     # on a CUDA machine: installs JAX's CUDA 12 build first
 #   make experts [EXPERTS="Hopper-v5 Walker2d-v5"]   # TD3 experts for notebook 11's locomotion suite (~1 h each on 2 cores; resumable)
-#   make test | make lab | make clean
+#   make test | make lab | make clean (keeps trained experts) | make clean-experts (deletes them too)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -15,7 +15,7 @@ EXPERTS ?= Hopper-v5 Walker2d-v5
 GPU    ?= 0
 STAMP  := $(VENV)/.installed-$(GPU)
 
-.PHONY: figures test lab clean venv experts
+.PHONY: figures test lab clean clean-experts venv experts
 
 venv: $(STAMP)
 
@@ -39,7 +39,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=12 tests
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)  # a root user in a container too
 
+# results are cheap to recompute; trained experts (.cache/experts/, an hour each) are not: clean keeps them
 clean:
-	rm -rf build .cache
+	rm -rf build
+	find .cache -mindepth 1 -maxdepth 1 ! -name experts -exec rm -rf {} + 2>/dev/null || true
+
+clean-experts: clean
+	rm -rf .cache
