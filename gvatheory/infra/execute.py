@@ -23,7 +23,7 @@ AFTER = {"05": "04", "06": "04", "08": "07", "09": "08"}
 # run): with --jobs > 1 each runs alone, so that no other notebook's load enters those numbers
 EXCLUSIVE = frozenset({"07", "08"})
 # with --jobs > 1, the order in which ready notebooks are started: the exclusive ones, then the long
-# ones, so that the short notebooks fill the end (times at quick scale in the README)
+# ones, so that the short notebooks fill the end (each notebook's time is in the build's log)
 PRIORITY = ("07", "08", "04", "10", "11", "05", "06", "09", "01", "02", "03")
 
 

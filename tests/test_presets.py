@@ -1,0 +1,42 @@
+"""Presets live in one file: every notebook reads one object per scale from it, and no notebook keeps a scale table."""
+import json
+import re
+
+import pytest
+
+from gvatheory import presets
+from gvatheory.infra import execute
+
+NOTEBOOKS = execute.notebooks()
+
+
+@pytest.mark.parametrize("scale", presets.SCALES)
+def test_every_notebook_has_a_preset_at_every_scale(scale):
+    for nb in NOTEBOOKS:
+        p = presets.notebook(nb.name[:2], scale)
+        assert isinstance(p, presets.Preset) and vars(p)
+        with pytest.raises(AttributeError, match="read-only"):
+            p.anything = 1
+
+
+def test_scales_grow():
+    """smoke < quick <= paper in training steps for every BC preset: the names mean what they say."""
+    for table in (presets.BC, presets.MUJOCO, presets.ABLATION):
+        assert table["smoke"].steps < table["quick"].steps <= table["paper"].steps
+
+
+def test_bad_names_are_refused():
+    with pytest.raises(ValueError, match="scale must be one of"):
+        presets.notebook("04", "huge")
+    with pytest.raises(ValueError, match="no notebook"):
+        presets.notebook("99", "quick")
+    with pytest.raises(ValueError, match="task must be one of"):
+        presets.locomotion_config("Swimmer-v5")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_read_their_configuration_from_the_presets(nb):
+    code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+    assert f'presets.notebook("{nb.name[:2]}", scale)' in code
+    # no scale table in a notebook: no dict indexed by the scale, no branch on its name
+    assert not re.search(r"\[scale\]|scale\s*(==|!=|in)\s", code), "a scale table or branch inside the notebook"
