@@ -57,17 +57,17 @@ def test_dependencies_follow_imports_and_only_imports():
         cache.dependencies("numpy")
 
 
-def _edited(monkeypatch, rel: str):
-    """Makes the cache read ``gvatheory/<rel>`` with one more comment line, as after an edit."""
-    target = cache.PACKAGE_DIR / rel
+def _edited(monkeypatch, tmp_path, rel: str):
+    """Points the cache at a copy of the package in which ``gvatheory/<rel>`` has one more comment line, as after an edit."""
+    import shutil
+
+    copy = tmp_path / "gvatheory"
+    if not copy.exists():
+        shutil.copytree(cache.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / rel
     assert target.exists(), target
-    original = cache._read
-
-    def read(path: Path) -> str:
-        text = original(path)
-        return text + "\n# an edit\n" if Path(path) == target else text
-
-    monkeypatch.setattr(cache, "_read", read)
+    target.write_text(target.read_text() + "\n# an edit\n")
+    monkeypatch.setattr(cache, "PACKAGE_DIR", copy)
 
 
 BC_CFG = presets.BC["smoke"]
@@ -75,16 +75,16 @@ BC_CFG = presets.BC["smoke"]
 
 @pytest.mark.parametrize("rel", ["language/lm.py", "language/transformer.py", "theory/linear.py", "theory/sgd.py", "infra/plot.py",
                                  "infra/execute.py", "presets.py", "__init__.py"])
-def test_editing_other_modules_keeps_bc_results_cached(monkeypatch, rel):
+def test_editing_other_modules_keeps_bc_results_cached(monkeypatch, tmp_path, rel):
     before = cache.key_of("bc-x", BC_CFG, 0, code=ENGINE)
-    _edited(monkeypatch, rel)
+    _edited(monkeypatch, tmp_path, rel)
     assert cache.key_of("bc-x", BC_CFG, 0, code=ENGINE) == before
 
 
 @pytest.mark.parametrize("rel", ["control/bc/engine.py", "control/bc/backends.py", "control/policies.py", "core/averaging.py", "control/rollout.py"])
-def test_editing_the_bc_engine_or_what_it_imports_recomputes(monkeypatch, rel):
+def test_editing_the_bc_engine_or_what_it_imports_recomputes(monkeypatch, tmp_path, rel):
     before = cache.key_of("bc-x", BC_CFG, 0, code=ENGINE)
-    _edited(monkeypatch, rel)
+    _edited(monkeypatch, tmp_path, rel)
     assert cache.key_of("bc-x", BC_CFG, 0, code=ENGINE) != before
 
 
@@ -95,15 +95,29 @@ def test_notebooks_and_readme_are_not_read():
 
 
 def test_bc_cache_key_is_the_engines_scoped_key(tmp_path, monkeypatch):
-    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "cache"))
     cfg = BC_CFG
-    path = tmp_path / f"{cache.key_of(f'bc-{cfg.system}', cfg, 0, code=ENGINE)}.npz"
+    path = tmp_path / "cache" / f"{cache.key_of(f'bc-{cfg.system}', cfg, 0, code=ENGINE)}.npz"
+    path.parent.mkdir()
     np.savez(path, x=np.zeros(1))
     assert bc.is_cached(cfg, 0)
-    _edited(monkeypatch, "language/lm.py")
+    _edited(monkeypatch, tmp_path, "language/lm.py")
     assert bc.is_cached(cfg, 0)
-    _edited(monkeypatch, "control/bc/engine.py")
+    _edited(monkeypatch, tmp_path, "control/bc/engine.py")
     assert not bc.is_cached(cfg, 0)
+
+
+def test_a_key_computed_twice_reads_each_source_once_per_version(monkeypatch, tmp_path):
+    """Keys are memoised on each file's (path, mtime, size): asking again reads nothing, an edit is seen."""
+    _edited(monkeypatch, tmp_path, "presets.py")  # a private copy, so that its files can be edited for real
+    first = cache.key_of("x", 1, code=ENGINE)
+    reads = []
+    original = cache._read
+    monkeypatch.setattr(cache, "_read", lambda p: reads.append(p) or original(p))
+    assert cache.key_of("x", 1, code=ENGINE) == first and not reads
+    target = tmp_path / "gvatheory" / "control" / "policies.py"
+    target.write_text(target.read_text() + "\n# another edit, one character longer\n")
+    assert cache.key_of("x", 1, code=ENGINE) != first and reads
 
 
 def test_markdown_table_formats_floats_and_nan():

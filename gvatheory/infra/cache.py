@@ -64,8 +64,21 @@ def _read(path: Path) -> str:
     return path.read_text()
 
 
+def _stamp(path: Path) -> tuple:
+    """What identifies a version of a source file without reading it: (path, modification time, size)."""
+    st = path.stat()
+    return str(path), st.st_mtime_ns, st.st_size
+
+
 def _imports(name: str, path: Path) -> set[str]:
     """The ``gvatheory`` modules that the module ``name`` at ``path`` imports (any scope)."""
+    return set(_parsed_imports(name, _stamp(path)))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_imports(name: str, stamp: tuple) -> frozenset:
+    # parsed once per version of the file: a notebook asks for keys hundreds of times
+    path = Path(stamp[0])
     pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = set()
     for node in ast.walk(ast.parse(_read(path))):
@@ -79,7 +92,7 @@ def _imports(name: str, path: Path) -> set[str]:
             for a in node.names:  # `from pkg import mod` names a module when one exists, else a name in pkg
                 sub = f"{base}.{a.name}"
                 out.add(sub if _module_path(sub) else base)
-    return {m for m in out if _module_path(m)}
+    return frozenset(m for m in out if _module_path(m))
 
 
 def dependencies(*modules) -> list[str]:
@@ -103,9 +116,16 @@ def dependencies(*modules) -> list[str]:
 
 def code_version(*modules) -> str:
     """A hash of the source of every module in ``dependencies(*modules)`` and of the libraries' versions."""
+    deps = dependencies(*modules)
+    return _hash_sources(tuple(deps), tuple(_stamp(_module_path(m)) for m in deps))
+
+
+@functools.lru_cache(maxsize=None)
+def _hash_sources(names: tuple, stamps: tuple) -> str:
+    # hashed once per set of file versions (the stamps are the cache key; an edit changes them)
     h = hashlib.sha256()
-    for m in dependencies(*modules):
-        h.update(m.encode() + b"\0" + _read(_module_path(m)).encode())
+    for m, st in zip(names, stamps):
+        h.update(m.encode() + b"\0" + _read(Path(st[0])).encode())
     h.update(json.dumps(_library_versions()).encode())
     return h.hexdigest()[:16]
 
