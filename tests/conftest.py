@@ -1,4 +1,4 @@
-"""Test-session setup: cheaper XLA compilation, and one persistent compilation cache for the session.
+"""Test-run setup: cheaper XLA compilation, and one persistent compilation cache for the whole run.
 
 Most of the time of a smoke-scale test is XLA compiling programs that then run for a fraction of a
 second (a BC run at smoke scale: ~4 s to compile, ~0.05 s to run). Two settings, made here before JAX

@@ -79,7 +79,7 @@ class TD3Config:
 # 600k, about an hour (the issue's budget): at 300k (32 min) its actor fell in 16 of 20 evaluation
 # episodes (return 1838 ± 1355), too poor an expert to clone. HalfCheetah, Ant and Humanoid: the
 # paper's 1M steps, for a GPU machine or a long night (HalfCheetah took 177 min on 2 cores, niced beside
-# other work over three sessions: 10934 ± 147 over 20 episodes, above both published results below).
+# other work over three resumed runs: 10934 ± 147 over 20 episodes, above both published results below).
 EXPERTS = {
     "Hopper-v5": TD3Config(task="Hopper-v5", steps=300_000),
     "Walker2d-v5": TD3Config(task="Walker2d-v5", steps=600_000),
@@ -212,7 +212,7 @@ def train(cfg: TD3Config, *, progress: bool = True, until: int | None = None) ->
     """Trains (or resumes, or loads) the TD3 run ``cfg``; returns the final actor's parameters and the learning curve.
 
     ``until``: stop at this step (a multiple of ``checkpoint_every``) after writing the checkpoint, and
-    return None — training in sessions; the next call resumes there.
+    return None — training in pieces; the next call resumes there.
 
     Returns a dict: ``actor`` (the parameter pytree), ``curve_steps`` [E], ``curve_return`` [E, eval_episodes]
     (deterministic-actor returns at each evaluation), ``train_s`` (seconds of training on this machine,
