@@ -98,16 +98,12 @@ def test_gva_summary_on_known_series():
     assert m["return_change"] == pytest.approx(10.0)
     assert m["excess"] == pytest.approx(10.0)  # mean excess cost over the expert: (5 + 15) / 2
     assert m["return_change_rel"] == pytest.approx(1.0)
-    assert diagnostics.c1_holds(m)
-    assert diagnostics.gva_visible(m)
-    # a clone as good as its expert (excess 0.02) whose return wobbles by 0.02 in 9360: C1 passes through its
-    # relative branch, but there is nothing to see -- until a checkpoint loses a rollout
-    near = diagnostics.gva_summary(loss, np.array([[9359.99], [9359.97], [9359.99], [9359.97]]), failed, 9360.0)
-    assert near["return_change_rel"] == pytest.approx(1.0) and diagnostics.c1_holds(near) and not diagnostics.gva_visible(near)
-    lost_one = diagnostics.gva_summary(loss, np.array([[9359.99], [9359.97], [9359.99], [9359.97]]), np.array([[0], [1], [0], [0]], bool), 9360.0)
-    assert diagnostics.gva_visible(lost_one)
-    calm = diagnostics.gva_summary(loss, np.full((4, 1), -12.0), failed, -5.0)
-    assert diagnostics.c2_holds(m, calm) and not diagnostics.c2_holds(calm, m)
+    # a clone as good as its expert (excess 0.02) whose return wobbles by 0.02 in 9360 moves 1.0 of its excess
+    # cost, but 0.02 / 9360 of the range from no control (return 0) to the expert: the amplification sees that
+    wobble = np.array([[9359.99], [9359.97], [9359.99], [9359.97]])
+    near = diagnostics.gva_summary(loss, wobble, failed, 9360.0)
+    assert near["return_change_rel"] == pytest.approx(1.0)
+    assert diagnostics.score_amplification(loss, wobble, 9360.0, 0.0) == pytest.approx((0.02 / 9360) / m["loss_change"])
     st = diagnostics.checkpoint_stats(np.array([[-1.0, -3.0, -8.0]]), np.array([[False, False, True]]), -1.0)
     assert st["median"][0] == -3.0 and st["excess"][0] == pytest.approx(3.0) and st["fail_fraction"][0] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="2 checkpoints"):

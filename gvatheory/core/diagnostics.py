@@ -1,12 +1,11 @@
-"""GVA diagnostics for any series of checkpoints, and every claim check of the repository.
+"""GVA diagnostics for any series of checkpoints: every metric the notebooks and the claims ledger read.
 
 Inputs are plain arrays (one row per checkpoint), so they work on checkpoints from any training
 code: closed-loop control (:func:`gva_summary`) or long generations (:func:`generation_summary`).
 Fluctuation is measured between *adjacent* checkpoints, which is what GVA is about: a smooth drift of
-the mean is not an oscillation. The claim checks (``c1_holds``, ``c2_holds``, ``gva_visible``,
-``c8_holds``) read these summaries; the claims are those of Block et al., Butterfly Effects of SGD Noise
-(ICLR 2024): C1, a calm loss with an oscillating return (gradient variance amplification); C2, the EMA
-of the iterates removes it; C8, the same for the validity of long generations of a language model.
+the mean is not an oscillation. The per-run values of the ledger's claims (:func:`claim_values`,
+:func:`excess_swing`) are computed here; their thresholds, intervals and verdicts live in
+:mod:`gvatheory.core.claims`.
 """
 from __future__ import annotations
 
@@ -69,28 +68,83 @@ def gva_summary(loss, returns, failed, expert_return: float) -> dict:
     )
 
 
-def c1_holds(raw: dict) -> bool:
-    """Claim C1 (GVA exists): the loss moves < 5% between checkpoints while the excess return moves > 50% of
-    its mean, or at least 1% of checkpoints lose a rollout."""
-    return raw["loss_change"] < 0.05 and (raw["return_change_rel"] > 0.5 or raw["fail_checkpoints"] >= 0.01)
+def normalized_score(returns, expert_return, reference_return):
+    """The D4RL normalised score 100 (R − R_0) / (R_expert − R_0), same shape as ``returns``.
 
-
-def gva_visible(raw: dict, rel_tol: float = 1e-3) -> bool:
-    """C1 holds and the raw iterates show a GVA one can see: a rollout lost at ≥ 1% of the checkpoints, or a
-    mean return that moves between checkpoints by at least ``rel_tol`` of itself.
-
-    C1's relative branch divides the change of return by the mean excess cost over the expert; a clone as
-    good as its expert has a tiny excess, and then a wobble of a few parts in a million passes it. This
-    tells such a pass apart from the phenomenon.
+    ``reference_return`` R_0 is the return of a policy that does not control (a uniform random policy, or
+    no control: :func:`gvatheory.control.bc.baseline.reference_returns`) from the same starts.
     """
-    lost = raw["fail_checkpoints"] >= 0.01
-    moves = raw["return_change"] >= rel_tol * abs(raw["mean_return"])
-    return c1_holds(raw) and (lost or moves)
+    gap = float(expert_return) - float(reference_return)
+    if not gap > 0:
+        raise ValueError(f"the expert's return ({expert_return:.6g}) must exceed the reference's ({reference_return:.6g})")
+    return 100.0 * (np.asarray(returns, np.float64) - float(reference_return)) / gap
 
 
-def c2_holds(raw: dict, avg: dict) -> bool:
-    """Claim C2 (the EMA cures it): the average cuts the adjacent change of return ≥ 10x and its mean return is ≥ the raw's."""
-    return raw["return_change"] >= 10 * avg["return_change"] and avg["mean_return"] >= raw["mean_return"]
+def score_amplification(loss, returns, expert_return, reference_return) -> float:
+    """The amplification of one run: mean adjacent |Δ score| ÷ 100, over the median adjacent relative |Δ loss|.
+
+    ``loss`` [C] validation BC loss, ``returns`` [C, N] per checkpoint and start. Both changes are shares of
+    the quantity's own scale (the score's 0-to-expert range, the loss's value): above 1 the closed-loop
+    return moves by more of its range than the loss moves of itself — the paper's claim 1. NaN if the loss
+    does not move at all (nothing to divide by).
+    """
+    score = normalized_score(np.asarray(returns, np.float64).mean(-1), expert_return, reference_return)
+    d_score = float(adjacent_change(score).mean()) / 100.0
+    d_loss = float(np.median(adjacent_change(loss, relative=True)))
+    return d_score / d_loss if d_loss > 0 else float("nan")
+
+
+def variance_share(raw_returns, avg_returns, expert_return, reference_return) -> tuple[float, float]:
+    """(closed, gap): how much of the raw iterates' gap to the expert their average closes, in score points.
+
+    ``closed`` = mean score of the average − that of the raw iterates; ``gap`` = 100 − the raw iterates' mean
+    score ([C, N] returns each). ``closed / gap`` near 1: the gap was variance, which averaging removes;
+    near 0: bias, which it cannot.
+    """
+    s_raw = normalized_score(raw_returns, expert_return, reference_return).mean()
+    s_avg = normalized_score(avg_returns, expert_return, reference_return).mean()
+    return float(s_avg - s_raw), float(100.0 - s_raw)
+
+
+def claim_values(loss, returns, failed, expert_return: float, reference_return: float, *, raw: int = 0, avg: int = 1) -> dict:
+    """One run's values for the ledger's claims 1 (``amplification``), 5 (``osc_raw`` ÷ ``osc_avg``) and R3
+    (``closed`` ÷ ``gap``), from its checkpoints: ``loss`` [V, C], ``returns`` and ``failed`` [V, C, N], variants
+    ``raw`` and ``avg`` (indices into V).
+
+    ``osc_*`` is the mean adjacent-checkpoint change of the mean return. Where both variants lose every
+    rollout at every checkpoint there is no closed loop to compare: claims 5 and R3 get NaN (not applicable),
+    never a pass; so does R3 where the raw iterates score at or above the expert (no gap to split).
+    """
+    loss, R, F = np.asarray(loss, np.float64), np.asarray(returns, np.float64), np.asarray(failed, bool)
+    amp = score_amplification(loss[raw], R[raw], expert_return, reference_return)
+    osc = [float(adjacent_change(R[i].mean(-1)).mean()) for i in (raw, avg)]
+    closed, gap = variance_share(R[raw], R[avg], expert_return, reference_return)
+    if F[raw].all() and F[avg].all():
+        osc, closed, gap = [float("nan")] * 2, float("nan"), float("nan")
+    if not gap > 0:  # the raw iterates score at or above the expert: no gap to split into variance and bias
+        closed = gap = float("nan")
+    return dict(amplification=amp, osc_raw=osc[0], osc_avg=osc[1], closed=closed, gap=gap)
+
+
+def dominant_period(series) -> dict:
+    """The strongest periodic component of a series sampled every step: ``period`` (steps), ``amplitude`` (the
+    standard deviation of the linearly detrended series) and ``share`` (the fraction of its power in the peak
+    frequency bin and its two neighbours: a pure sine puts nearly all there, white noise of 200 points about
+    0.1 — the largest of its 100 bins).
+
+    ``series`` [T], T ≥ 8. A Hann window limits leakage; the zero frequency is excluded.
+    """
+    y = np.asarray(series, np.float64)
+    if y.ndim != 1 or len(y) < 8:
+        raise ValueError(f"need a 1-d series of at least 8 points, got shape {y.shape}")
+    t = np.arange(len(y))
+    r = y - np.polyval(np.polyfit(t, y, 1), t)
+    p = np.abs(np.fft.rfft(r * np.hanning(len(r)))) ** 2
+    p[0] = 0.0
+    k = int(np.argmax(p))
+    total = p.sum()
+    share = float(p[max(k - 1, 1) : k + 2].sum() / total) if total > 0 else 0.0
+    return dict(period=float(len(y) / k) if k > 0 else float("inf"), amplitude=float(r.std()), share=share)
 
 
 def gradient_noise(per_example_grads, batch_size: int, top: int = 5) -> tuple[float, np.ndarray]:
@@ -140,7 +194,10 @@ def generation_summary(out: dict, variant: int, *, n_gen: int, prompt_len: int, 
     )
 
 
-def c8_holds(raw: dict, ema: dict) -> bool:
-    """Claim C8 (GVA in long generations): the raw loss moves < 5% between checkpoints while validity swings
-    ≥ 10 points; the EMA cuts the swing ≥ 5x and is valid at least as often as the raw iterates."""
-    return raw["loss_change"] < 0.05 and raw["swing"] >= 0.10 and ema["swing"] * 5 <= raw["swing"] and ema["valid"] >= raw["valid"]
+def excess_swing(summary: dict) -> float:
+    """The valid fraction's adjacent-checkpoint swing beyond binomial sampling noise (:func:`generation_summary`).
+
+    For Gaussian differences a mean absolute difference is √(2/π) times the standard deviation, so the
+    swing of the true validity is √(swing² − noise²) (0 where the measured swing is within the noise).
+    """
+    return float(np.sqrt(max(summary["swing"] ** 2 - summary["noise"] ** 2, 0.0)))
