@@ -75,8 +75,12 @@ def lean(cfg: bc.BCConfig, **changes) -> bc.BCConfig:
     return dataclasses.replace(cfg, bema=False, extra_averages=(), store_params=False, **changes)
 
 
+SGD_LR = 0.05  # plain SGD's learning rate in notebook 07 (a common default for a small MLP on normalised inputs; not tuned)
+
+
 def cause_arms(cfg: bc.BCConfig) -> dict[str, list[Arm]]:
-    """Notebook 07: more data; same data and initialisation, other minibatch orders; batch and learning rate.
+    """Notebook 07: more data; same data and initialisation, other minibatch orders; batch and learning rate;
+    plain SGD at two batch sizes; a small learning rate for proportionally more steps.
 
     Every arm is lean (raw and EMA only), so that their wall times compare like with like; the
     reference arm is ``lean(cfg)`` itself, shared by the three sweeps.
@@ -88,6 +92,13 @@ def cause_arms(cfg: bc.BCConfig) -> dict[str, list[Arm]]:
         "batch": [Arm(f"batch {b}" if b else f"full batch ({cfg.n_demos * cfg.demo_horizon})", lean(cfg, batch_size=b))
                   for b in (cfg.batch_size // 4, cfg.batch_size, 8 * cfg.batch_size, 0)],
         "lr": [Arm(f"lr {lr:.3g}", lean(cfg, lr=lr)) for lr in (cfg.lr, cfg.lr / 4, cfg.lr / 8)],
+        # plain SGD, whose step shrinks with the gradient (Adam's does not): does 8x the batch help it more?
+        "sgd": [Arm(f"SGD lr {SGD_LR:g}", lean(cfg, optimizer="sgd", lr=SGD_LR)),
+                Arm(f"SGD lr {SGD_LR:g}, batch {8 * cfg.batch_size}", lean(cfg, optimizer="sgd", lr=SGD_LR, batch_size=8 * cfg.batch_size))],
+        # 8x less gradient variance per unit of distance travelled at the compute of the 8x batch: lr / 8 for 8x the steps,
+        # checkpoints 8x further apart in steps (the same distance lr x steps between them)
+        "matched": [Arm(f"lr {cfg.lr / 8:.3g}, 8x steps", lean(cfg, lr=cfg.lr / 8, steps=8 * cfg.steps, eval_start=8 * cfg.eval_start,
+                                                                  eval_every=8 * cfg.eval_every))],
     }
 
 
