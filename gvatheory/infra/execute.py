@@ -1,6 +1,8 @@
 """Executes the notebooks headless with papermill: ``python -m gvatheory.infra.execute --scale quick``.
 
-Writes executed copies to ``build/<scale>/`` and figures to the figure folder. A failing notebook
+Writes executed copies to ``build/<scale>/``, figures to the scale's figure folder (``figures/`` for quick,
+``figures/<scale>/`` otherwise) and, after the notebooks, the claims ledger there
+(:mod:`gvatheory.infra.ledger`). A failing notebook
 stops the build with a non-zero exit that names the notebook and the cell. ``--jobs 2`` (what ``make
 figures`` uses) runs two notebooks at a time, each in its own process with its console output in
 ``build/<scale>/NN_*.log``: on two cores a notebook alone leaves one idle through much of its compilation
@@ -46,6 +48,8 @@ def run(nb: Path, *, scale: str, seed: int, out_dir: Path, fig_dir: Path, data_d
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in (Path(data_dir).parent / "claims").glob(f"{nb.name[:2]}__*.json"):  # the notebook records its claims anew
+        old.unlink()
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(
@@ -113,21 +117,26 @@ def main(argv=None) -> int:
     p.add_argument("--scale", default="quick", choices=SCALES, help="preset of every notebook (default: quick)")
     p.add_argument("--seed", type=int, default=0, help="seed passed to every notebook (default: 0)")
     p.add_argument("--only", nargs="*", default=None, help="notebook prefixes to run, e.g. 02 03 (default: all)")
-    p.add_argument("--fig-dir", type=Path, default=ROOT / "figures", help="where figures go (default: figures/)")
+    p.add_argument("--fig-dir", type=Path, default=None, help="where figures and the ledger go (default: figures/ for quick, figures/<scale>/ otherwise)")
     p.add_argument("--out-dir", type=Path, default=None, help="executed notebooks (default: build/<scale>/)")
     p.add_argument("--data-dir", type=Path, default=None, help="plotted numbers, .npz (default: build/<scale>/data/)")
     p.add_argument("--jobs", type=int, default=1, help="notebooks run at once, each in its own process (default: 1)")
+    p.add_argument("--compare", type=Path, default=None, help="another build's claims folder, for the ledger's stability column")
+    p.add_argument("--no-ledger", action="store_true", help="do not write CLAIMS.md after the notebooks")
     a = p.parse_args(argv)
     if a.jobs < 1:
         p.error(f"--jobs must be >= 1, got {a.jobs}")
+    from gvatheory.infra import ledger
+
     out_dir = a.out_dir or ROOT / "build" / a.scale
+    a.fig_dir = a.fig_dir or ledger.fig_dir(a.scale)
     data_dir = a.data_dir or out_dir / "data"
     logs = {}
 
     def launch(nb):  # one notebook per process; its output goes to build/<scale>/NN_*.log
         logs[nb.name] = out_dir / f"{nb.stem}.log"
         cmd = [sys.executable, "-m", "gvatheory.infra.execute", "--scale", a.scale, "--seed", str(a.seed), "--only", nb.name[:2],
-               "--fig-dir", str(a.fig_dir), "--out-dir", str(out_dir), "--data-dir", str(data_dir)]
+               "--fig-dir", str(a.fig_dir), "--out-dir", str(out_dir), "--data-dir", str(data_dir), "--no-ledger"]
         with open(logs[nb.name], "w") as f:
             return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
 
@@ -143,6 +152,8 @@ def main(argv=None) -> int:
         return 1
     at_once = f" ({a.jobs} at a time)" if a.jobs > 1 else ""
     print(f"all notebooks done at scale={a.scale} in {wall:.1f} s{at_once}; figures in {a.fig_dir}")
+    if not a.no_ledger:  # the claims every notebook recorded, this run's and earlier ones' of the same build folder
+        print(f"ledger: {ledger.write(a.scale, data_dir.parent / 'claims', a.fig_dir, a.compare, ledger.default_readme(a.scale, a.fig_dir))}")
     return 0
 
 
