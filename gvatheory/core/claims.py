@@ -216,10 +216,8 @@ def assess(key: str, values=None, *, den=None, estimate=None, ci=None, exact: bo
             per = (x if d is None else x / d).tolist()
         if n == 0:
             est, lo, hi, v = math.nan, math.nan, math.nan, "not applicable"
-        elif d is not None and np.mean(d) == 0:
-            est, lo, hi, v = INF, INF, INF, verdict((INF, INF), c.band)
         else:
-            est, lo, hi = bootstrap_ci(x, d)
+            est, lo, hi = (INF, INF, INF) if d is not None and np.mean(d) == 0 else bootstrap_ci(x, d)
             v = verdict((lo, hi), c.band) if n >= MIN_SEEDS else "inconclusive"
             if n < MIN_SEEDS:
                 note = (note + "; " if note else "") + f"{n} seed{'s' if n > 1 else ''}: too few for an interval"
