@@ -186,3 +186,8 @@ def test_readme_claims_table_is_rewritten_between_its_markers(tmp_path):
     assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "| 1 | GVA exists | **holds**: cartpole |" in text and "| 2 | jagged return landscape | not recorded |" in text
     assert ledger.default_readme("quick", tmp_path / "fig") is None  # only the default build's folder touches the repository's README
+
+
+def test_an_infinite_ratio_in_some_resamples_gives_an_infinite_endpoint_not_nan():
+    o = C.assess("ema_cures", [5.0, 6.0, 7.0, 3.0, 4.0], den=[0.0, 0.0, 0.1, 0.0, 0.2])  # an EMA that never moved on 3 seeds
+    assert o["ci"][1] == math.inf and not math.isnan(o["ci"][0]) and o["verdict"] == "holds"

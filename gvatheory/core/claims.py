@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -173,9 +174,14 @@ def bootstrap_ci(values, den=None, *, seed: int = 0) -> tuple[float, float, floa
     est = float(stat(*data))
     if all(np.ptp(d) == 0 for d in data):
         return est, est, est
-    res = stats.bootstrap(data, stat, paired=den is not None, vectorized=True, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES,
-                          method="percentile", rng=np.random.default_rng(seed))
-    return est, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        # a resample of seeds whose denominators are all 0 has an infinite ratio; interpolating between two such
+        # resamples gives NaN, which here can only mean an infinite endpoint
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.bootstrap(data, stat, paired=den is not None, vectorized=True, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES,
+                              method="percentile", rng=np.random.default_rng(seed))
+    lo, hi = (float(v) for v in (res.confidence_interval.low, res.confidence_interval.high))
+    return est, (INF if math.isnan(lo) else lo), (INF if math.isnan(hi) else hi)
 
 
 def assess(key: str, values=None, *, den=None, estimate=None, ci=None, exact: bool = False, note: str = "") -> dict:
