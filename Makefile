@@ -3,7 +3,7 @@
 #   make figures [SCALE=smoke|quick|paper] [NB="02 03"] [SEED=0] [JOBS=2]
 #   make figures SCALE=paper GPU=1     # on a CUDA machine: installs JAX's CUDA 12 build first
 #   make experts [EXPERTS="Hopper-v5 Walker2d-v5"]   # TD3 experts for notebook 11's locomotion suite (~1 h each on 2 cores; resumable)
-#   make stability [SCALE=quick]   # a second build with the tests' XLA flag, then the ledger marks verdicts that moved
+#   make stability [SCALE=quick] [NB="04 10 11"]   # a second build with the tests' XLA flag; the ledger marks verdicts that moved
 #   make test | make lab | make clean (keeps trained experts) | make clean-experts (deletes them too)
 PYTHON ?= python3
 VENV   := .venv
@@ -33,12 +33,14 @@ endif
 figures: $(STAMP)
 	$(PY) -m gvatheory.infra.execute --scale $(SCALE) --seed $(SEED) --jobs $(JOBS) $(if $(NB),--only $(NB),)
 
-# the same programs compiled without LLVM optimisation (what the tests use): rounded differently in the last bits.
-# Its results go to their own cache (the cache key does not include compiler flags) and build folder.
+# the same programs compiled without LLVM optimisation (what the tests use): rounded differently in the last bits,
+# and slower to run (execution-bound notebooks take 2-3x as long). Its results go to their own cache (the cache key
+# does not include compiler flags) and build folder; NB= checks some notebooks only (the others read "not in the other build").
 XLA0 := build/$(SCALE)-xla0
 stability: $(STAMP)
 	XLA_FLAGS=--xla_backend_optimization_level=0 GVATHEORY_CACHE=$${GVATHEORY_CACHE:-$(CURDIR)/.cache}/xla0 \
-	  $(PY) -m gvatheory.infra.execute --scale $(SCALE) --seed $(SEED) --jobs $(JOBS) --out-dir $(XLA0) --fig-dir $(XLA0)/figures --no-ledger
+	  $(PY) -m gvatheory.infra.execute --scale $(SCALE) --seed $(SEED) --jobs $(JOBS) --out-dir $(XLA0) --fig-dir $(XLA0)/figures --no-ledger \
+	  $(if $(NB),--only $(NB),)
 	$(PY) -m gvatheory.infra.ledger --scale $(SCALE) --compare $(XLA0)/claims
 
 experts: $(STAMP)

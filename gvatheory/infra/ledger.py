@@ -76,8 +76,9 @@ def markdown(outcomes: list[dict], *, scale: str, compared: str | None = None) -
         "straddles the band's edge (or there are fewer than 3 seeds), *not applicable* when there is nothing to compare.",
         "",
         "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f" ({len(outcomes)} rows).",
-        ("Stability: each verdict was compared with a second build using the tests' XLA flag (" + compared + "); a verdict "
-         "that moved is marked inconclusive.") if compared else
+        (f"Stability: {sum(o.get('stability') != 'not in the other build' for o in outcomes)} of {len(outcomes)} rows were compared with a "
+         f"second build using the tests' XLA flag ({compared}): "
+         f"{sum(o.get('stability', '').startswith('moved') for o in outcomes)} verdict(s) moved and are marked inconclusive.") if compared else
         "Stability: no second build was compared (`make stability` runs one).",
         "",
         "| # | claim | testbed (notebook) | statistic: estimate [95% CI] | band | basis | verdict |" + (" stability |" if compared else ""),
