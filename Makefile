@@ -4,6 +4,7 @@
 #   make figures SCALE=paper GPU=1     # on a CUDA machine: installs JAX's CUDA 12 build first
 #   make experts [EXPERTS="Hopper-v5 Walker2d-v5"]   # TD3 experts for notebook 11's locomotion suite (~1 h each on 2 cores; resumable)
 #   make stability [SCALE=quick] [NB="04 10 11"]   # a second build with the tests' XLA flag; the ledger marks verdicts that moved
+#   make book [SCALE=quick]        # the executed notebooks of the last build as a static HTML site, build/<scale>/book/
 #   make test | make lab | make clean (keeps trained experts) | make clean-experts (deletes them too)
 PYTHON ?= python3
 VENV   := .venv
@@ -16,7 +17,7 @@ EXPERTS ?= Hopper-v5 Walker2d-v5
 GPU    ?= 0
 STAMP  := $(VENV)/.installed-$(GPU)
 
-.PHONY: figures stability test lab clean clean-experts venv experts
+.PHONY: figures stability book test lab clean clean-experts venv experts
 
 venv: $(STAMP)
 
@@ -42,6 +43,9 @@ stability: $(STAMP)
 	  $(PY) -m gvatheory.infra.execute --scale $(SCALE) --seed $(SEED) --jobs $(JOBS) --out-dir $(XLA0) --fig-dir $(XLA0)/figures --no-ledger \
 	  $(if $(NB),--only $(NB),)
 	$(PY) -m gvatheory.infra.ledger --scale $(SCALE) --compare $(XLA0)/claims
+
+book: $(STAMP)
+	$(PY) -m gvatheory.infra.book --scale $(SCALE)
 
 experts: $(STAMP)
 	$(PY) -m gvatheory.control.rl --task $(EXPERTS)
