@@ -81,15 +81,17 @@ def markdown(outcomes: list[dict], *, scale: str, compared: str | None = None) -
          f"{sum(o.get('stability', '').startswith('moved') for o in outcomes)} verdict(s) moved and are marked inconclusive.") if compared else
         "Stability: no second build was compared (`make stability` runs one).",
         "",
-        "| # | claim | testbed (notebook) | statistic: estimate [95% CI] | band | basis | verdict |" + (" stability |" if compared else ""),
-        "|---|---|---|---|---|---|---|" + ("---|" if compared else ""),
+        "| # | claim | testbed (notebook) | statistic: estimate [95% CI] | band | basis | per seed | verdict |" + (" stability |" if compared else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if compared else ""),
     ]
     for o in outcomes:
         c = C.get(o["claim"])
         lo, hi = o["ci"]
         ci = f" [{_fmt(lo)}, {_fmt(hi)}]" if o["verdict"] != "not applicable" and lo != hi else ""
         note = f" ({o['note']})" if o.get("note") else ""
-        row = f"| {c.number} | {c.name} | {o['testbed']} ({o['notebook']}) | {_fmt(o['estimate'])}{ci} | {c.threshold} | {o['basis']} | {NOTE[o['verdict']]}{note} |"
+        per = ", ".join(_fmt(float(v)) for v in o["values"]) if o["basis"].endswith(("seed", "seeds")) or "undefined" in o["basis"] else "—"
+        row = (f"| {c.number} | {c.name} | {o['testbed']} ({o['notebook']}) | {_fmt(o['estimate'])}{ci} | {c.threshold} | {o['basis']} | {per} | "
+               f"{NOTE[o['verdict']]}{note} |")
         lines.append(row + (f" {o.get('stability', '')} |" if compared else ""))
     missing = [c for c in C.REGISTRY if not any(o["claim"] == c.key for o in outcomes)]
     if missing:
