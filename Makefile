@@ -51,7 +51,7 @@ experts: $(STAMP)
 	$(PY) -m gvatheory.control.rl --task $(EXPERTS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --durations=12 tests
+	$(PY) -m pytest -q -n 3 --durations=12 tests  # 3 workers on 2 cores: the smoke runs leave a core idle while kernels start and compile
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)  # a root user in a container too
