@@ -1,11 +1,13 @@
-"""The house figure style, the colours shared by every notebook, and the one ``savefig``."""
+"""The house figure style, the colours shared by every notebook, the one ``savefig`` and its hygiene audit."""
 from __future__ import annotations
 
+import json
+import string
 from pathlib import Path
 
 import numpy as np
 
-# Same meaning, same colour, in every figure.
+# Same meaning, same colour, in every figure: these five are reserved for what they name.
 COLORS = {
     "raw": "#d95f02",  # raw SGD iterates
     "ema": "#1b9e77",  # exponential moving average
@@ -15,6 +17,12 @@ COLORS = {
     "theory": "#222222",
 }
 LABELS = {"raw": "raw iterate", "ema": "EMA", "bema": "BEMA", "decay": "LR decay", "expert": "expert"}
+# everything else (systems, arms, directions, sizes): colours that never stand for raw / EMA / BEMA / expert
+PALETTE = ["#1f78b4", "#a6761d", "#66a61e", "#e6ab02", "#a6cee3", "#fb9a99", "#666666", "#b15928"]
+
+TEXT_WIDTH = 7.0  # inches: a page's text width; a wider figure is printed scaled down to it
+MIN_FONT = 8.0  # points, at the printed size
+MAX_PANELS = 4  # in a main figure; a figure named ``*_details`` may have more
 
 
 def use_style() -> None:
@@ -24,36 +32,155 @@ def use_style() -> None:
     mpl.rcParams.update(
         {
             "figure.dpi": 110,
-            "savefig.dpi": 150,
+            "savefig.dpi": 200,
             "savefig.bbox": "tight",
-            "font.size": 10,
-            "axes.titlesize": 10,
-            "axes.labelsize": 10,
+            "font.size": 9,
+            "axes.titlesize": 9,
+            "axes.labelsize": 9,
+            "xtick.labelsize": 8,
+            "ytick.labelsize": 8,
             "legend.fontsize": 8,
             "legend.frameon": False,
             "axes.spines.top": False,
             "axes.spines.right": False,
             "axes.grid": True,
             "grid.alpha": 0.25,
-            "lines.linewidth": 1.5,
+            "lines.linewidth": 1.3,
             "pdf.fonttype": 42,
+            "axes.formatter.limits": (-3, 4),
+            "axes.prop_cycle": mpl.cycler(color=PALETTE),
         }
     )
+
+
+def panel_letters(axes, *, dx: float = -26, dy: float = 4) -> None:
+    """Writes a, b, c, ... just above the top-left corner of each panel (in the order given; ``dx``, ``dy``
+    in points from the corner, left of the y tick labels), tagged for :func:`audit`."""
+    for ax, letter in zip(np.ravel(axes), string.ascii_lowercase):
+        ax.annotate(letter, xy=(0, 1), xycoords="axes fraction", xytext=(dx, dy), textcoords="offset points",
+                    fontsize=10, fontweight="bold", ha="right", va="bottom", gid="panel-letter", annotation_clip=False)
+
+
+def figure_legend(fig, *, ncol: int = 4, top: float = 0.93):
+    """One legend for the whole figure above its panels: every labelled artist of every panel, each label once
+    (the first artist carrying it); the panels are laid out below ``top`` (a fraction of the height)."""
+    handles, labels = [], []
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    return fig.legend(handles, labels, loc="upper center", ncol=ncol, bbox_to_anchor=(0.5, 1.0))
+
+
+def quiet_minor_ticks(*axes) -> None:
+    """Minor ticks of a log axis labelled plainly (``2``, ``0.3``) where matplotlib would label them at all, not
+    as ``2×10⁰`` (a log axis that spans under a decade labels its minor ticks, in scientific notation)."""
+    import matplotlib.ticker as mticker
+
+    class Plain(mticker.LogFormatterSciNotation):
+        def __call__(self, x, pos=None):
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    for ax in axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_minor_formatter(Plain(labelOnlyBase=False))
+
+
+def panels(fig) -> list:
+    """The figure's panels: visible axes that are neither colour bars, insets nor twins of another panel."""
+    out = []
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.axison or hasattr(ax, "_colorbar"):
+            continue
+        if any(ax in other.child_axes for other in fig.axes):
+            continue  # an inset
+        if any(np.allclose(ax.get_position().bounds, o.get_position().bounds) for o in out):
+            continue  # a twin (twinx / twiny) of a panel already counted
+        out.append(ax)
+    return out
+
+
+def _drawn_labels(fig) -> set[str]:
+    """Labels of the artists that show something (lines and collections with data, patches, images, bar containers)."""
+    import matplotlib.collections as mcoll
+    import matplotlib.lines as mlines
+
+    seen = set()
+    for ax in fig.axes:
+        for a in ax.get_children():
+            lab = a.get_label() if hasattr(a, "get_label") else None
+            if not isinstance(lab, str) or not lab or lab.startswith("_") or not a.get_visible():
+                continue
+            if isinstance(a, mlines.Line2D) and len(a.get_xdata()) == 0:
+                continue
+            if isinstance(a, mcoll.Collection) and len(a.get_offsets()) == 0 and len(a.get_paths()) == 0:
+                continue
+            seen.add(lab)
+        for c in ax.containers:
+            if c.get_label() and not c.get_label().startswith("_") and len(c) > 0:
+                seen.add(c.get_label())
+    return seen
+
+
+def audit(fig, name: str) -> list[str]:
+    """What a reader would trip over, checked mechanically; returns the problems (empty: the figure passes).
+
+    - text smaller than ``MIN_FONT`` points once the figure is printed at ``TEXT_WIDTH`` inches (wider
+      figures shrink; narrower ones print at their size);
+    - a main figure (a name not ending in ``_details``) with more than ``MAX_PANELS`` panels;
+    - a figure of several panels without a letter on each (:func:`panel_letters`);
+    - a legend entry whose label no drawn artist of the figure carries (a proxy for something never shown);
+    - a tick label in scientific notation (``1.65×10⁰``: log-axis clutter).
+    """
+    fig.canvas.draw()
+    problems = []
+    scale = min(1.0, TEXT_WIDTH / fig.get_size_inches()[0])
+    small = sorted({f"{t.get_text()!r} {t.get_fontsize() * scale:.1f} pt" for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < MIN_FONT - 1e-6})
+    if small:
+        problems.append(f"text under {MIN_FONT:g} pt at {TEXT_WIDTH:g} in wide: " + ", ".join(small[:6]) + (" ..." if len(small) > 6 else ""))
+    ps = panels(fig)
+    if not name.endswith("_details") and len(ps) > MAX_PANELS:
+        problems.append(f"{len(ps)} panels in a main figure (at most {MAX_PANELS}; move the rest to {name}_details)")
+    if len(ps) > 1:
+        unlettered = [i for i, ax in enumerate(ps) if not any(t.get_gid() == "panel-letter" for t in ax.texts)]
+        if unlettered:
+            problems.append(f"panels {unlettered} have no letter")
+    drawn = _drawn_labels(fig)
+    for leg in [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends):
+        for t in leg.get_texts():
+            if t.get_text() not in drawn:
+                problems.append(f"legend entry {t.get_text()!r} has no drawn artist")
+    for ax in ps:
+        for t in ax.get_xticklabels() + ax.get_yticklabels() + ax.get_xticklabels(minor=True) + ax.get_yticklabels(minor=True):
+            if t.get_visible() and "times" in t.get_text():
+                problems.append(f"tick label {t.get_text()!r}: scientific notation on a tick")
+                break
+    return problems
 
 
 def savefig(fig, name: str, *, fig_dir, data: dict | None = None, data_dir=None) -> Path:
     """Writes ``fig_dir/name.pdf`` and ``.png`` and, if given, the plotted numbers to ``data_dir/name.npz``.
 
     The ``.npz`` holds exactly the arrays the figure shows, so two runs can be compared number for
-    number (tests/test_notebooks.py does, for determinism). Returns the PNG path.
+    number (tests/test_notebooks.py does, for determinism). With ``data_dir``, :func:`audit`'s findings go
+    to ``data_dir/name.audit.json`` (the tests require it empty) and are printed. Returns the PNG path.
     """
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(fig_dir / f"{name}.pdf", metadata={"CreationDate": None})  # no timestamp: same figure, same bytes
     fig.savefig(fig_dir / f"{name}.png")
-    if data is not None and data_dir is not None:
+    problems = audit(fig, name)
+    for p in problems:
+        print(f"figure {name}: {p}")
+    if data_dir is not None:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
-        np.savez(Path(data_dir) / f"{name}.npz", **{k: np.asarray(v) for k, v in data.items()})
+        (Path(data_dir) / f"{name}.audit.json").write_text(json.dumps({"figure": name, "panels": len(panels(fig)), "problems": problems}, indent=1))
+        if data is not None:
+            np.savez(Path(data_dir) / f"{name}.npz", **{k: np.asarray(v) for k, v in data.items()})
     return fig_dir / f"{name}.png"
 
 

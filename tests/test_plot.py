@@ -1,0 +1,94 @@
+"""The figure audit finds what it says it finds, and passes a figure without those faults."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.lines as mlines
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from gvatheory.infra import plot
+
+
+@pytest.fixture(autouse=True)
+def style():
+    plot.use_style()
+    yield
+    plt.close("all")
+
+
+def _clean(n=2, width=7.0):
+    fig, ax = plt.subplots(1, n, figsize=(width, 2.5), squeeze=False)
+    for a in ax[0]:
+        a.plot([0, 1, 2], [1.0, 3.0, 2.0], color=plot.COLORS["raw"], label="raw iterate")
+        a.legend()
+        a.set(xlabel="step", ylabel="return")
+    plot.panel_letters(ax[0])
+    return fig, ax[0]
+
+
+def test_a_clean_figure_passes():
+    fig, _ = _clean()
+    assert plot.audit(fig, "x") == []
+
+
+def test_small_text_at_the_printed_size():
+    fig, _ = _clean(width=14.0)  # printed at 7 in: every 8-9 pt label shrinks to half
+    assert any("under 8 pt" in p for p in plot.audit(fig, "x"))
+    fig, ax = _clean()
+    ax[0].set_title("tiny", fontsize=6)
+    probs = plot.audit(fig, "x")
+    assert len(probs) == 1 and "'tiny' 6.0 pt" in probs[0]
+
+
+def test_panel_count_and_letters():
+    fig, ax = plt.subplots(2, 3, figsize=(7, 4))
+    probs = plot.audit(fig, "y")
+    assert any("6 panels in a main figure" in p for p in probs) and any("no letter" in p for p in probs)
+    plot.panel_letters(ax)
+    assert plot.audit(fig, "y_details") == [], "a details figure may have more panels"
+    fig, ax = plt.subplots(1, 2, figsize=(7, 2.5))
+    ax[0].twinx()  # a twin is not a panel
+    plot.panel_letters(ax)
+    assert len(plot.panels(fig)) == 2 and plot.audit(fig, "z") == []
+
+
+def test_legend_entry_without_a_drawn_artist():
+    fig, ax = _clean()
+    ax[0].plot([], [], "x", label="a rollout fell")  # labelled, but nothing fell: nothing is drawn
+    ax[0].legend()
+    ax[1].legend(handles=[mlines.Line2D([], [], color="k", label="a proxy")])
+    probs = plot.audit(fig, "x")
+    assert sorted(probs) == sorted(["legend entry 'a rollout fell' has no drawn artist", "legend entry 'a proxy' has no drawn artist"])
+
+
+def test_figure_legend_counts_and_bar_containers():
+    fig, ax = plt.subplots(1, 2, figsize=(7, 2.5))
+    ax[0].bar([0, 1], [1, 2], label="variance")
+    ax[1].plot([0, 1], [0, 1], label="EMA")
+    plot.panel_letters(ax)
+    plot.figure_legend(fig, ncol=2)
+    assert plot.audit(fig, "x") == []
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["variance", "EMA"]
+
+
+def test_scientific_tick_labels_and_the_fix():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.semilogy([1, 2], [1.2, 1.9])  # under a decade: matplotlib labels minor ticks as 1.2×10⁰
+    assert any("scientific notation" in p for p in plot.audit(fig, "x"))
+    plot.quiet_minor_ticks(ax)
+    assert plot.audit(fig, "x") == []
+    labels = [t.get_text() for t in ax.get_yticklabels(minor=True) if t.get_text()]
+    assert labels and all("times" not in s for s in labels)
+    assert any(np.isclose(float(s.replace("−", "-")), v) for s in labels for v in (1.2, 1.5, 2.0))
+
+
+def test_savefig_writes_the_audit(tmp_path):
+    import json
+
+    fig, ax = _clean()
+    ax[0].set_title("tiny", fontsize=5)
+    plot.savefig(fig, "t_fig", fig_dir=tmp_path, data_dir=tmp_path, data=dict(x=np.arange(3)))
+    a = json.loads((tmp_path / "t_fig.audit.json").read_text())
+    assert a["panels"] == 2 and len(a["problems"]) == 1
+    assert (tmp_path / "t_fig.png").exists() and (tmp_path / "t_fig.npz").exists()
