@@ -212,8 +212,6 @@ def notebook(nb: str, scale: str) -> Preset:
         "10": lambda: Preset(cfg=LM[s], n_seeds=LM_SEEDS[s]),
         "11": lambda: Preset(
             cfg=MUJOCO[s], n_seeds=MUJOCO_SEEDS[s],
-            n_check={"smoke": 100, "quick": 500, "paper": 2000}[s],  # steps of the step-for-step check against Gymnasium
-            throughput={"smoke": (4, 50), "quick": (32, 200), "paper": (64, 1000)}[s],  # (episodes, steps) of the throughput check
             n_expert={"smoke": 8, "quick": 32, "paper": 64}[s],  # episodes of the expert's own evaluation
             n_noise={"smoke": 8, "quick": 32, "paper": 64}[s],  # episodes per executed-action noise level
             locomotion=s == "paper",  # the locomotion suite runs at paper scale (it needs the TD3 experts)
