@@ -11,7 +11,7 @@ NOTEBOOKS = execute.notebooks()
 
 
 def test_there_are_notebooks():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"]
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "00"], "the overview last"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
@@ -36,6 +36,10 @@ def _run(nb, root, cache, monkeypatch):
     pngs = sorted(figs.glob(f"{nb.name[:2]}_*.png"))
     assert pngs, "the notebook wrote no figure named after it"
     assert all(p.with_suffix(".pdf").exists() and p.stat().st_size > 10_000 for p in pngs)
+    audits = {p.stem: json.loads((dat / f"{p.stem}.audit.json").read_text()) for p in pngs if (dat / f"{p.stem}.audit.json").exists()}
+    assert audits.keys() == {p.stem for p in pngs}, "every figure goes through plot.savefig (which audits it)"
+    bad = {k: a["problems"] for k, a in audits.items() if a["problems"]}
+    assert not bad, f"figure hygiene (gvatheory.infra.plot.audit): {bad}"
     data = {p.name: dict(np.load(p)) for p in sorted(dat.glob(f"{nb.name[:2]}_*.npz"))}
     assert data, "the notebook saved none of the numbers it plots"
     for name, arrays in data.items():
@@ -46,10 +50,11 @@ def _run(nb, root, cache, monkeypatch):
 
 
 THEORY = [p for p in NOTEBOOKS if p.name[:2] in ("01", "02", "03")]
+OVERVIEW = [p for p in NOTEBOOKS if p.name[:2] == "00"]
 
 
 # the theory notebooks run (twice) in test_same_seed_same_numbers; the deep-BC ones once, here
-@pytest.mark.parametrize("nb", [p for p in NOTEBOOKS if p not in THEORY], ids=lambda p: p.stem)
+@pytest.mark.parametrize("nb", [p for p in NOTEBOOKS if p not in THEORY + OVERVIEW], ids=lambda p: p.stem)
 def test_notebook_runs_at_smoke_scale(nb, tmp_path, shared_cache, monkeypatch):
     _run(nb, tmp_path, shared_cache, monkeypatch)
 
@@ -111,7 +116,7 @@ class _FakeRun:
 
 def test_run_parallel_keeps_the_job_limit_and_waits_for_what_a_notebook_reads():
     """Fake notebooks that finish after a given number of polls: the schedule's invariants hold."""
-    polls = {"01": 1, "02": 2, "04": 5, "05": 1, "06": 3, "07": 4, "08": 2, "09": 1, "10": 6, "11": 2}
+    polls = {"01": 1, "02": 2, "04": 5, "05": 1, "06": 3, "07": 4, "08": 2, "09": 1, "10": 6, "11": 2, "00": 1}
     nbs = [Path(f"{k}_nb.ipynb") for k in sorted(polls)]
     events = []
 
@@ -135,6 +140,7 @@ def test_run_parallel_keeps_the_job_limit_and_waits_for_what_a_notebook_reads():
         live = live | {k} if e == "start" else live - {k}
         assert not (live & execute.EXCLUSIVE) or len(live) == 1, f"{sorted(live)} ran together"
     assert starts[:3] == ["07", "08", "04"], "the exclusive notebooks first, then the long ones"
+    assert [e for e in events if e[1] != "00"] == events[:-2] and events[-2:] == [("start", "00"), ("end", "00")], "the overview alone, after all"
     # one job: the priority order, one at a time
     events.clear()
     execute.run_parallel(nbs, 1, launch, log=lambda *_: None, poll_s=0)
@@ -154,3 +160,48 @@ def test_run_parallel_names_the_failed_notebook_and_stops_the_others():
     assert handles["10"].killed
     with pytest.raises(ValueError):
         execute.run_parallel([], 0, launch)
+
+
+def _fake_build(data):
+    """What the overview reads from a build: claims recorded as the notebooks record them, and notebook 11's
+    plotted numbers (a raw iterate that falls at two checkpoints, an EMA that does not)."""
+    from gvatheory.core import claims
+
+    claims.record("gva", "InvertedDoublePendulum-v5", [2.0, 3.0, 4.0, 2.5, 3.5], notebook="11", data_dir=data)
+    claims.record("ema_cures", "InvertedDoublePendulum-v5", [50.0, 80.0, 60.0], den=[1.0, 1.0, 1.0], notebook="11", data_dir=data)
+    claims.record("language", "dyck", [1.0, 1.5], notebook="10", data_dir=data)
+    rng = np.random.default_rng(0)
+    C, n = 12, 4
+    ret = np.full((2, C, n), 9350.0) + rng.normal(0, 1, (2, C, n))
+    failed = np.zeros((2, C, n), bool)
+    ret[0, [3, 8], 0], failed[0, [3, 8], 0] = 400.0, True
+    loss = np.stack([0.010 + 0.0002 * rng.standard_normal(C), np.full(C, 0.0101)])
+    data.mkdir(parents=True, exist_ok=True)
+    np.savez(data / "11_gva_mujoco.npz", **{f"InvertedDoublePendulum_0_{k}": v for k, v in dict(
+        steps=np.arange(1, C + 1) * 400, val_loss=loss, ret=ret, failed=failed, expert_ret=np.full(n, 9359.0)).items()})
+
+
+@pytest.mark.parametrize("built", [True, False], ids=["after-a-build", "before-any-build"])
+def test_overview_reads_the_build(built, tmp_path):
+    """00 renders the claims table and the headline figure from a build's records, and says so when there are none."""
+    import nbformat
+
+    root = tmp_path / "build"
+    data = root / "data"
+    data.mkdir(parents=True)
+    if built:
+        _fake_build(data)
+    nb = OVERVIEW[0]
+    execute.run(nb, scale="smoke", seed=0, out_dir=root / "out", fig_dir=root / "figs", data_dir=data, log=lambda *_: None)
+    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + o.get("text", "")
+                     for c in nbformat.read(root / "out" / nb.name, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
+    if not built:
+        assert "No claims recorded" in text and "has not run in this build" in text
+        assert not (root / "figs" / "headline.png").exists()
+        return
+    assert "| 1 | GVA exists | **holds**: InvertedDoublePendulum-v5 |" in text, text
+    assert "**inconclusive**: dyck" in text  # two seeds: no verdict
+    assert "raw iterate loses at least one rollout at 2 of 12 checkpoints, the EMA at 0" in text
+    assert (root / "figs" / "headline.png").exists()
+    audit = json.loads((data / "headline.audit.json").read_text())
+    assert audit["panels"] == 2 and audit["problems"] == []

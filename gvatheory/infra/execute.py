@@ -26,12 +26,15 @@ AFTER = {"05": "04", "06": "04", "08": "07", "09": "08"}
 EXCLUSIVE = frozenset({"07", "08"})
 # with --jobs > 1, the order in which ready notebooks are started: the exclusive ones, then the long
 # ones, so that the short notebooks fill the end (each notebook's time is in the build's log)
-PRIORITY = ("07", "08", "04", "10", "11", "05", "06", "09", "01", "02", "03")
+PRIORITY = ("07", "08", "04", "10", "11", "05", "06", "09", "01", "02", "03", "00")
+# the overview reads every other notebook's results (its claims and notebook 11's numbers): it runs last, alone
+LAST = "00"
 
 
 def notebooks(only: list[str] | None = None, folder: Path = ROOT / "notebooks") -> list[Path]:
-    """The numbered notebooks ``NN_*.ipynb`` in order, filtered by prefixes such as ``["02", "03"]``."""
-    nbs = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    """The numbered notebooks ``NN_*.ipynb`` in order (the overview ``00`` last: it reads the others' results),
+    filtered by prefixes such as ``["02", "03"]``."""
+    nbs = sorted(folder.glob("[0-9][0-9]_*.ipynb"), key=lambda p: (p.name[:2] == LAST, p.name))  # the overview last
     if only:
         nbs = [p for p in nbs if any(p.name.startswith(o) for o in only)]
         if not nbs:
@@ -75,7 +78,8 @@ def run_parallel(nbs: list[Path], jobs: int, launch, *, log=print, poll_s: float
 
     ``launch(nb)`` starts one notebook and returns a ``subprocess.Popen``-like handle (``poll()``,
     ``returncode``, ``kill()``). A notebook waits for the one it reads (``AFTER``) when that one is among
-    ``nbs``; one in ``EXCLUSIVE`` runs alone; ready notebooks start in ``PRIORITY`` order.
+    ``nbs``; one in ``EXCLUSIVE`` runs alone; ``LAST`` starts when all others have finished; ready notebooks
+    start in ``PRIORITY`` order.
 
     Raises:
         RuntimeError: naming the first notebook that failed (the others still running are stopped).
@@ -93,6 +97,8 @@ def run_parallel(nbs: list[Path], jobs: int, launch, *, log=print, poll_s: float
             alone = nb.name[:2] in EXCLUSIVE
             if any(r.name[:2] in EXCLUSIVE for r in running) or (alone and running):
                 break  # an exclusive notebook runs alone, and waits for the others to finish: keep the order
+            if nb.name[:2] == LAST and (running or len(pending) > 1):
+                break  # the overview waits for every other notebook
             if len(running) < jobs and (dep not in names or dep in done):
                 pending.remove(nb)
                 log(f"{nb.name}: started")
