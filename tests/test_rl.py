@@ -77,6 +77,7 @@ def test_same_seed_same_actor(tmp_path, monkeypatch):
 
 def test_missing_expert_and_bad_config(tmp_path, monkeypatch):
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
+    monkeypatch.setattr(rl, "SHIPPED_DIR", tmp_path / "none shipped")
     with pytest.raises(FileNotFoundError, match="make experts"):
         rl.load_expert("Hopper-v5")
     with pytest.raises(ValueError, match="multiples of chunk"):
@@ -96,3 +97,55 @@ def test_compare_published_one_std_band():
     assert "3564 ± 115: below" in rl.published_text("Hopper-v5", 3000.0)
     with pytest.raises(ValueError, match="task must be one of"):
         rl.compare_published("InvertedDoublePendulum-v5", 1.0)
+
+
+SHIPPED = sorted(p.stem for p in rl.SHIPPED_DIR.glob("*.json"))
+
+
+@pytest.mark.parametrize("task", SHIPPED)
+def test_shipped_expert_reproduces_its_record(task, tmp_path, monkeypatch):
+    """The shipped actor, loaded from the package with an empty cache, replays its recorded evaluation.
+
+    The episodes are long closed loops through contact dynamics: rounding differences of the last bit
+    (the tests compile without LLVM optimisation; machines differ in vector width) can grow into visibly
+    different trajectories, so each episode's return is held to 2% and the mean to 1%, and the recorded
+    falls must recur. A wrong observation layout, weight or task version misses by far more."""
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
+    rec = rl.shipped(task)
+    cfg = rl.EXPERTS[task]
+    assert rec["config"] == dataclasses.asdict(cfg) and rec["algo_version"] == rl.ALGO_VERSION, "stale: re-promote (rl --promote)"
+    actor, source = rl.expert_actor(task)
+    assert source == "shipped"
+    ev = rec["evaluation"]
+    r = rl.evaluate(cfg, actor, ev["episodes"], seed=ev["seed"])
+    np.testing.assert_allclose(r.ret, ev["returns"], rtol=0.02)
+    np.testing.assert_allclose(r.ret.mean(), ev["mean"], rtol=0.01)
+    assert r.failed.tolist() == ev["failed"]
+    assert {src: v["where"] for src, v in rec["published"].items()} == rl.compare_published(task, ev["mean"])
+    assert len(rec["curve"]["steps"]) == len(rec["curve"]["mean"]) and rec["curve"]["steps"][-1] == cfg.steps
+
+
+def test_promote_ships_what_load_expert_reads_and_a_stale_one_is_refused(tmp_path, monkeypatch):
+    """A tiny run promoted into a scratch package folder: loaded with no cache, the same actor; its record
+    replays; a changed recipe makes it stale (not used, and the error says so)."""
+    task = "InvertedDoublePendulum-v5"
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(rl, "SHIPPED_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(rl, "EVAL_EPISODES", 3)
+    monkeypatch.setitem(rl.EXPERTS, task, TINY)
+    with pytest.raises(FileNotFoundError, match="nothing to promote"):
+        rl.promote(task)
+    trained = rl.train(TINY, progress=False)["actor"]
+    path = rl.promote(task)
+    rec = rl.shipped(task)
+    assert path.exists() and rec["config"] == dataclasses.asdict(TINY) and rec["published"] == {}
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "empty"))  # only the package has it now
+    actor, source = rl.expert_actor(task)
+    assert source == "shipped" and rl.expert_id(task).startswith("shipped-")
+    for a, b in zip(jax.tree.leaves(actor), jax.tree.leaves(trained)):
+        np.testing.assert_array_equal(a, b)
+    r = rl.evaluate(TINY, actor, 3, seed=rec["evaluation"]["seed"])
+    np.testing.assert_array_equal(r.ret, rec["evaluation"]["returns"])
+    monkeypatch.setitem(rl.EXPERTS, task, dataclasses.replace(TINY, steps=400))
+    with pytest.raises(FileNotFoundError, match="another configuration"):
+        rl.load_expert(task)

@@ -122,7 +122,7 @@ def demonstrations(cfg: BCConfig) -> dict:
         if tasks.task(cfg.system).expert == "rl":  # the demonstrations depend on which trained expert made them
             from gvatheory.control import rl
 
-            key_parts["expert"] = rl.run_dir(rl.EXPERTS[cfg.system]).name
+            key_parts["expert"] = rl.expert_id(cfg.system)
         d = cached("demos-mujoco", lambda: _mujoco(cfg), key_parts, code=__name__)
     else:
         d = cached("demos", lambda: _jax(cfg), key_parts, code=__name__)
