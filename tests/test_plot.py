@@ -60,6 +60,12 @@ def test_legend_entry_without_a_drawn_artist():
     ax[1].legend(handles=[mlines.Line2D([], [], color="k", label="a proxy")])
     probs = plot.audit(fig, "x")
     assert sorted(probs) == sorted(["legend entry 'a rollout fell' has no drawn artist", "legend entry 'a proxy' has no drawn artist"])
+    fig, ax = _clean(1)
+    ax[0].plot([5.0], [-40.0], "x", label="off the panel")  # drawn, but outside the limits set below
+    ax[0].axhline(2.5, color="k", label="a level")  # spans the panel in axes coordinates: visible
+    ax[0].set(xlim=(0, 2), ylim=(0, 4))
+    ax[0].legend()
+    assert plot.audit(fig, "x") == ["legend entry 'off the panel' has no drawn artist"]
 
 
 def test_figure_legend_counts_and_bar_containers():

@@ -47,7 +47,7 @@ def use_style() -> None:
             "grid.alpha": 0.25,
             "lines.linewidth": 1.3,
             "pdf.fonttype": 42,
-            "axes.formatter.limits": (-3, 4),
+            "axes.formatter.limits": (-4, 5),  # 20000 as 20000, not 2.0 with a 1e4 offset that collides with the label
             "axes.prop_cycle": mpl.cycler(color=PALETTE),
         }
     )
@@ -103,6 +103,14 @@ def panels(fig) -> list:
     return out
 
 
+def _inside(ax, xy) -> bool:
+    """Whether any finite point of ``xy`` [N, 2] (data coordinates) lies within the axes' view limits."""
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    ok = np.isfinite(xy).all(1) & (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+    return bool(ok.any())
+
+
 def _drawn_labels(fig) -> set[str]:
     """Labels of the artists that show something (lines and collections with data, patches, images, bar containers)."""
     import matplotlib.collections as mcoll
@@ -114,8 +122,8 @@ def _drawn_labels(fig) -> set[str]:
             lab = a.get_label() if hasattr(a, "get_label") else None
             if not isinstance(lab, str) or not lab or lab.startswith("_") or not a.get_visible():
                 continue
-            if isinstance(a, mlines.Line2D) and len(a.get_xdata()) == 0:
-                continue
+            if isinstance(a, mlines.Line2D) and (len(a.get_xdata()) == 0 or (a.get_transform() is ax.transData and not _inside(ax, a.get_xydata()))):
+                continue  # no point of it inside the panel's limits (axhline & co. span it in axes coordinates): nothing a reader sees
             if isinstance(a, mcoll.Collection) and len(a.get_offsets()) == 0 and len(a.get_paths()) == 0:
                 continue
             seen.add(lab)
@@ -132,7 +140,8 @@ def audit(fig, name: str) -> list[str]:
       figures shrink; narrower ones print at their size);
     - a main figure (a name not ending in ``_details``) with more than ``MAX_PANELS`` panels;
     - a figure of several panels without a letter on each (:func:`panel_letters`);
-    - a legend entry whose label no drawn artist of the figure carries (a proxy for something never shown);
+    - a legend entry whose label no drawn artist of the figure carries (a proxy for something never shown,
+      or a line whose every point lies outside the panel's limits);
     - a tick label in scientific notation (``1.65×10⁰``: log-axis clutter).
     """
     fig.canvas.draw()
