@@ -104,23 +104,26 @@ SHIPPED = sorted(p.stem for p in rl.SHIPPED_DIR.glob("*.json"))
 
 @pytest.mark.parametrize("task", SHIPPED)
 def test_shipped_expert_reproduces_its_record(task, tmp_path, monkeypatch):
-    """The shipped actor, loaded from the package with an empty cache, replays its recorded evaluation.
+    """The shipped actor, loaded from the package with an empty cache, reproduces its record.
 
-    The episodes are long closed loops through contact dynamics: rounding differences of the last bit
-    (the tests compile without LLVM optimisation; machines differ in vector width) can grow into visibly
-    different trajectories, so each episode's return is held to 2% and the mean to 1%, and the recorded
-    falls must recur. A wrong observation layout, weight or task version misses by far more."""
+    Its actions at the recorded start states must agree to float32 rounding. Its 20 evaluation episodes
+    cannot be replayed exactly here: a 1000-step closed loop through contacts amplifies last-bit rounding
+    differences (the tests compile without LLVM optimisation; measured on Walker2d: 0.9% apart after 50 steps,
+    whole episodes apart — one fall more or less — after 1000), so the replayed mean return is held to three
+    standard errors of the difference of two 20-episode means, computed from the recorded spread. A wrong
+    weight, observation layout or task version misses both by far."""
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
     rec = rl.shipped(task)
     cfg = rl.EXPERTS[task]
     assert rec["config"] == dataclasses.asdict(cfg) and rec["algo_version"] == rl.ALGO_VERSION, "stale: re-promote (rl --promote)"
     actor, source = rl.expert_actor(task)
     assert source == "shipped"
+    act = np.asarray(rl._actor(cfg, actor, np.asarray(rec["probe"]["obs"], np.float32)))
+    np.testing.assert_allclose(act, rec["probe"]["actions"], atol=1e-4)
     ev = rec["evaluation"]
     r = rl.evaluate(cfg, actor, ev["episodes"], seed=ev["seed"])
-    np.testing.assert_allclose(r.ret, ev["returns"], rtol=0.02)
-    np.testing.assert_allclose(r.ret.mean(), ev["mean"], rtol=0.01)
-    assert r.failed.tolist() == ev["failed"]
+    assert abs(r.ret.mean() - ev["mean"]) <= 3 * np.sqrt(2 / ev["episodes"]) * ev["std"], (r.ret.mean(), ev["mean"])
+    assert ev["mean"] == pytest.approx(np.mean(ev["returns"])) and len(ev["returns"]) == ev["episodes"] == len(ev["failed"])
     assert {src: v["where"] for src, v in rec["published"].items()} == rl.compare_published(task, ev["mean"])
     assert len(rec["curve"]["steps"]) == len(rec["curve"]["mean"]) and rec["curve"]["steps"][-1] == cfg.steps
 

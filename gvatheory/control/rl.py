@@ -375,8 +375,9 @@ def expert_summary(task: str, *, seed: int = 0) -> dict:
 def promote(task: str, *, seed: int = 0) -> Path:
     """Copies the cache's trained expert of ``task`` into the package (``SHIPPED_DIR``) with its record:
     the algorithm and its version, the configuration, training steps and time, the learning curve, an
-    evaluation over ``EVAL_EPISODES`` episodes from the seeded starts (every return kept, so a test can
-    reproduce them) and where its mean lies against the published TD3 results. Returns the record's path."""
+    evaluation over ``EVAL_EPISODES`` episodes from the seeded starts (every return kept), the actor's actions
+    at those starts (``probe``: what a test reproduces exactly) and where the mean return lies against the
+    published TD3 results. Returns the record's path."""
     import platform
 
     if task not in EXPERTS:
@@ -386,6 +387,11 @@ def promote(task: str, *, seed: int = 0) -> Path:
         raise FileNotFoundError(f"nothing to promote: {task} is not trained (run `python -m gvatheory.control.rl --task {task}`)")
     out = train(cfg, progress=False)
     r = evaluate(cfg, out["actor"], EVAL_EPISODES, seed=EVAL_SEED)
+    # the actor's actions at the evaluation's start states: a check of the actor itself that, unlike a
+    # 1000-step closed loop through contacts, does not amplify last-bit rounding differences
+    env = mjenv.BatchEnv(task, EVAL_EPISODES, threads=1)
+    probe_obs = env.reset(*mjenv.reset_states(task, EVAL_EPISODES, rng=np.random.default_rng(EVAL_SEED)))
+    probe_act = np.asarray(jax.jit(lambda o: _actor(cfg, out["actor"], o))(jnp.asarray(probe_obs, jnp.float32)))
     SHIPPED_DIR.mkdir(exist_ok=True)
     np.savez_compressed(SHIPPED_DIR / f"{task}.npz", **{f"a{i}": np.asarray(x, np.float32) for i, x in enumerate(jax.tree.leaves(out["actor"]))})
     cr = np.asarray(out["curve_return"])
@@ -394,6 +400,7 @@ def promote(task: str, *, seed: int = 0) -> Path:
                              threads=os.cpu_count(), jax=jax.__version__, mujoco=__import__("mujoco").__version__),
                evaluation=dict(seed=EVAL_SEED, episodes=EVAL_EPISODES, horizon=cfg.episode_steps, returns=[float(x) for x in r.ret],
                                failed=[bool(x) for x in r.failed], mean=float(r.ret.mean()), std=float(r.ret.std())),
+               probe=dict(obs=np.asarray(probe_obs, np.float32).tolist(), actions=probe_act.tolist()),
                curve=dict(steps=[int(x) for x in out["curve_steps"]], mean=[float(x) for x in cr.mean(-1)], std=[float(x) for x in cr.std(-1)]),
                published={src: dict(mean=m, std=sd, where=compare_published(task, float(r.ret.mean()))[src]) for src, (m, sd) in PUBLISHED.get(task, {}).items()})
     path = SHIPPED_DIR / f"{task}.json"
