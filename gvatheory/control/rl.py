@@ -73,15 +73,14 @@ class TD3Config:
             raise ValueError("noise settings must be >= 0")
 
 
-# the experts notebook 11 reads (make experts). Hopper: 300k steps, ~33 min on 2 CPU cores (3215 ± 10 over
-# 20 episodes, none fell); the same run continued to 600k (57 min) ended on a worse actor (2861 ± 670, 9 of
-# 20 fell: its evaluations swing between 1237 and 3269 over the last 100k steps), so 300k stays. Walker2d:
-# 600k, about an hour (the budget): at 300k (32 min) its actor fell in 16 of 20 evaluation
-# episodes (return 1838 ± 1355), too poor an expert to clone. HalfCheetah, Ant and Humanoid: the
-# paper's 1M steps, for a GPU machine or a long night (HalfCheetah took 177 min on 2 cores, niced beside
-# other work over three resumed runs: 10934 ± 147 over 20 episodes, above both published results below).
+# the experts notebook 11 reads (shipped in td3_experts/; make experts retrains them). Hopper: the paper's
+# 1M steps — 300k (the earlier recipe) gave 3215 ± 10 on one machine and 1429 ± 505 with 19 of 20 episodes
+# falling on another, still learning; 1M took 65.7 min on 2 CPU cores: 3296 ± 4, none fell. Walker2d: 600k,
+# 45.8 min: 3949 ± 751 (1 of 20 fell); at 300k an earlier run fell in 16 of 20. HalfCheetah, Ant and
+# Humanoid: the paper's 1M steps, for a GPU machine or a long night (HalfCheetah took 177 min on 2 cores,
+# niced beside other work: 10934 ± 147 over 20 episodes; Humanoid: ~1.9 h at the measured 147 env-steps/s).
 EXPERTS = {
-    "Hopper-v5": TD3Config(task="Hopper-v5", steps=300_000),
+    "Hopper-v5": TD3Config(task="Hopper-v5", steps=1_000_000),
     "Walker2d-v5": TD3Config(task="Walker2d-v5", steps=600_000),
     "HalfCheetah-v5": TD3Config(task="HalfCheetah-v5", steps=1_000_000),
     "Ant-v5": TD3Config(task="Ant-v5", steps=1_000_000),
