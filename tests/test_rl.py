@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from gvatheory.control import rl
+from gvatheory.control import experts, rl
 
 TINY = rl.TD3Config(task="InvertedDoublePendulum-v5", steps=300, start_steps=100, chunk=50, eval_every=100, checkpoint_every=100,
                     eval_episodes=2, width=16, batch_size=8)
@@ -77,9 +77,9 @@ def test_same_seed_same_actor(tmp_path, monkeypatch):
 
 def test_missing_expert_and_bad_config(tmp_path, monkeypatch):
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
-    monkeypatch.setattr(rl, "SHIPPED_DIR", tmp_path / "none shipped")
+    monkeypatch.setattr(experts, "SHIPPED_DIR", tmp_path / "none shipped")
     with pytest.raises(FileNotFoundError, match="make experts"):
-        rl.load_expert("Hopper-v5")
+        experts.load_expert("Hopper-v5")
     with pytest.raises(ValueError, match="multiples of chunk"):
         rl.TD3Config(chunk=64)
     with pytest.raises(ValueError, match="start_steps"):
@@ -99,7 +99,7 @@ def test_compare_published_one_std_band():
         rl.compare_published("InvertedDoublePendulum-v5", 1.0)
 
 
-SHIPPED = sorted(p.stem for p in rl.SHIPPED_DIR.glob("*.json"))
+SHIPPED = sorted(p.stem for p in experts.SHIPPED_DIR.glob("*.json"))
 
 
 @pytest.mark.parametrize("task", SHIPPED)
@@ -113,10 +113,10 @@ def test_shipped_expert_reproduces_its_record(task, tmp_path, monkeypatch):
     standard errors of the difference of two 20-episode means, computed from the recorded spread. A wrong
     weight, observation layout or task version misses both by far."""
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path))
-    rec = rl.shipped(task)
+    rec = experts.shipped(task)
     cfg = rl.EXPERTS[task]
     assert rec["config"] == dataclasses.asdict(cfg) and rec["algo_version"] == rl.ALGO_VERSION, "stale: re-promote (rl --promote)"
-    actor, source = rl.expert_actor(task)
+    actor, source = experts.expert_actor(task)
     assert source == "shipped"
     act = np.asarray(rl._actor(cfg, actor, np.asarray(rec["probe"]["obs"], np.float32)))
     np.testing.assert_allclose(act, rec["probe"]["actions"], atol=1e-4)
@@ -133,22 +133,22 @@ def test_promote_ships_what_load_expert_reads_and_a_stale_one_is_refused(tmp_pat
     replays; a changed recipe makes it stale (not used, and the error says so)."""
     task = "InvertedDoublePendulum-v5"
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(rl, "SHIPPED_DIR", tmp_path / "shipped")
-    monkeypatch.setattr(rl, "EVAL_EPISODES", 3)
+    monkeypatch.setattr(experts, "SHIPPED_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(experts, "EVAL_EPISODES", 3)
     monkeypatch.setitem(rl.EXPERTS, task, TINY)
     with pytest.raises(FileNotFoundError, match="nothing to promote"):
-        rl.promote(task)
+        experts.promote(task)
     trained = rl.train(TINY, progress=False)["actor"]
-    path = rl.promote(task)
-    rec = rl.shipped(task)
+    path = experts.promote(task)
+    rec = experts.shipped(task)
     assert path.exists() and rec["config"] == dataclasses.asdict(TINY) and rec["published"] == {}
     monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "empty"))  # only the package has it now
-    actor, source = rl.expert_actor(task)
-    assert source == "shipped" and rl.expert_id(task).startswith("shipped-")
+    actor, source = experts.expert_actor(task)
+    assert source == "shipped" and experts.expert_id(task).startswith("shipped-")
     for a, b in zip(jax.tree.leaves(actor), jax.tree.leaves(trained)):
         np.testing.assert_array_equal(a, b)
     r = rl.evaluate(TINY, actor, 3, seed=rec["evaluation"]["seed"])
     np.testing.assert_array_equal(r.ret, rec["evaluation"]["returns"])
     monkeypatch.setitem(rl.EXPERTS, task, dataclasses.replace(TINY, steps=400))
     with pytest.raises(FileNotFoundError, match="another configuration"):
-        rl.load_expert(task)
+        experts.load_expert(task)

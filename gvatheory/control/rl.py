@@ -13,7 +13,7 @@ step); episodes are cut at 1000 steps, a cut that does not stop bootstrapping (o
 does). ``python -m gvatheory.control.rl --task Hopper-v5`` (or ``make experts``) trains with a progress bar,
 writes a checkpoint every ``checkpoint_every`` steps under the cache (``.cache/experts/``), resumes
 from it when restarted, and stores the final actor with its learning curve; ``--promote`` copies it into
-the package (``td3_experts/``, a small ``.npz`` and its record), which :func:`load_expert` reads first. An interrupted and resumed run continues from the checkpoint but starts a new episode
+the package (:mod:`gvatheory.control.experts`: a small ``.npz`` and its record), which ``experts.load_expert`` reads first. An interrupted and resumed run continues from the checkpoint but starts a new episode
 there, so it is not bit-identical to an uninterrupted one.
 """
 from __future__ import annotations
@@ -295,139 +295,29 @@ def train(cfg: TD3Config, *, progress: bool = True, until: int | None = None) ->
     return train(cfg, progress=False)
 
 
-# the trained experts shipped with the package (one actor .npz and its record .json per task): what
-# load_expert reads first, so that nobody retrains an hour-long expert to see a figure
-SHIPPED_DIR = Path(__file__).resolve().parent / "td3_experts"
-EVAL_SEED, EVAL_EPISODES = 123, 20  # the shipped record's evaluation: episodes from reset_states(rng=default_rng(EVAL_SEED))
-
-
-def shipped(task: str) -> dict | None:
-    """The record of ``task``'s shipped expert (algorithm, configuration, training, evaluation, learning curve,
-    published comparison), or None if none is shipped."""
-    path = SHIPPED_DIR / f"{task}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _dims(task: str) -> tuple[int, int]:
-    env = mjenv.BatchEnv(task, 1, threads=1)
-    return env.obs_dim, env.act_dim
-
-
-def _shipped_actor(task: str, cfg: TD3Config):
-    template = _init(cfg, *_dims(task), jax.random.key(0))["actor"]
-    with np.load(SHIPPED_DIR / f"{task}.npz", allow_pickle=False) as f:
-        leaves = [jnp.asarray(f[f"a{i}"]) for i in range(len(jax.tree.leaves(template)))]
-    return jax.tree.unflatten(jax.tree.structure(template), leaves)
-
-
-def expert_actor(task: str, *, seed: int = 0):
-    """The expert's actor parameters and where they came from ("shipped" or the cache's run folder).
-
-    The shipped expert is used when its recorded configuration is ``EXPERTS[task]`` at this seed and
-    ``ALGO_VERSION`` (a changed recipe makes it stale); otherwise the cache's trained run (``make experts``).
-
-    Raises:
-        ValueError: for a task without an expert configuration.
-        FileNotFoundError: if neither a matching shipped expert nor a trained run exists.
-    """
-    if task not in EXPERTS:
-        raise ValueError(f"no expert configuration for {task!r}; known: {sorted(EXPERTS)}")
-    cfg = dataclasses.replace(EXPERTS[task], seed=seed)
-    rec = shipped(task)
-    if rec is not None and rec["config"] == dataclasses.asdict(cfg) and rec["algo_version"] == ALGO_VERSION:
-        return _shipped_actor(task, cfg), "shipped"
-    if not (run_dir(cfg) / "final.npz").exists():
-        stale = " (the shipped one was trained with another configuration)" if rec is not None else ""
-        raise FileNotFoundError(f"no trained expert for {task}{stale} (looked in {SHIPPED_DIR} and {run_dir(cfg)}): run `make experts` "
-                                f"or `python -m gvatheory.control.rl --task {task}`")
-    return train(cfg, progress=False)["actor"], str(run_dir(cfg))
-
-
-def expert_id(task: str, *, seed: int = 0) -> str:
-    """Which expert :func:`expert_actor` would load, as a cache key: the shipped actor's content hash, or the trained run's folder name."""
-    cfg = dataclasses.replace(EXPERTS[task], seed=seed)
-    rec = shipped(task)
-    if rec is not None and rec["config"] == dataclasses.asdict(cfg) and rec["algo_version"] == ALGO_VERSION:
-        return "shipped-" + hashlib.sha256((SHIPPED_DIR / f"{task}.npz").read_bytes()).hexdigest()[:12]
-    return run_dir(cfg).name
-
-
-def load_expert(task: str, *, seed: int = 0):
-    """The expert of ``task`` as ``expert(obs, state) -> action`` (the shipped one if it matches, else the cache's; see :func:`expert_actor`)."""
-    cfg = dataclasses.replace(EXPERTS[task], seed=seed) if task in EXPERTS else None
-    actor, _ = expert_actor(task, seed=seed)
-    act = jax.jit(lambda o: _actor(cfg, actor, o))
-    return lambda obs, state: np.asarray(act(jnp.asarray(obs, jnp.float32)), float)
-
-
-def expert_summary(task: str, *, seed: int = 0) -> dict:
-    """What :func:`expert_actor` would load, in numbers: ``source`` ("shipped" or the run folder), ``env_steps``,
-    ``minutes`` of training, ``last_eval`` (mean return of the learning curve's last evaluation)."""
-    _, source = expert_actor(task, seed=seed)
-    if source == "shipped":
-        rec = shipped(task)
-        return dict(source=source, env_steps=rec["training"]["env_steps"], minutes=rec["training"]["minutes"], last_eval=rec["curve"]["mean"][-1])
-    out = train(dataclasses.replace(EXPERTS[task], seed=seed), progress=False)
-    return dict(source=source, env_steps=EXPERTS[task].steps, minutes=out["train_s"] / 60, last_eval=float(np.mean(out["curve_return"][-1])))
-
-
-def promote(task: str, *, seed: int = 0) -> Path:
-    """Copies the cache's trained expert of ``task`` into the package (``SHIPPED_DIR``) with its record:
-    the algorithm and its version, the configuration, training steps and time, the learning curve, an
-    evaluation over ``EVAL_EPISODES`` episodes from the seeded starts (every return kept), the actor's actions
-    at those starts (``probe``: what a test reproduces exactly) and where the mean return lies against the
-    published TD3 results. Returns the record's path."""
-    import platform
-
-    if task not in EXPERTS:
-        raise ValueError(f"no expert configuration for {task!r}; known: {sorted(EXPERTS)}")
-    cfg = dataclasses.replace(EXPERTS[task], seed=seed)
-    if not (run_dir(cfg) / "final.npz").exists():
-        raise FileNotFoundError(f"nothing to promote: {task} is not trained (run `python -m gvatheory.control.rl --task {task}`)")
-    out = train(cfg, progress=False)
-    r = evaluate(cfg, out["actor"], EVAL_EPISODES, seed=EVAL_SEED)
-    # the actor's actions at the evaluation's start states: a check of the actor itself that, unlike a
-    # 1000-step closed loop through contacts, does not amplify last-bit rounding differences
-    env = mjenv.BatchEnv(task, EVAL_EPISODES, threads=1)
-    probe_obs = env.reset(*mjenv.reset_states(task, EVAL_EPISODES, rng=np.random.default_rng(EVAL_SEED)))
-    probe_act = np.asarray(jax.jit(lambda o: _actor(cfg, out["actor"], o))(jnp.asarray(probe_obs, jnp.float32)))
-    SHIPPED_DIR.mkdir(exist_ok=True)
-    np.savez_compressed(SHIPPED_DIR / f"{task}.npz", **{f"a{i}": np.asarray(x, np.float32) for i, x in enumerate(jax.tree.leaves(out["actor"]))})
-    cr = np.asarray(out["curve_return"])
-    rec = dict(task=task, algorithm="TD3 (Fujimoto et al. 2018; gvatheory.control.rl)", algo_version=ALGO_VERSION, config=dataclasses.asdict(cfg),
-               training=dict(env_steps=cfg.steps, minutes=out["train_s"] / 60, machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
-                             threads=os.cpu_count(), jax=jax.__version__, mujoco=__import__("mujoco").__version__),
-               evaluation=dict(seed=EVAL_SEED, episodes=EVAL_EPISODES, horizon=cfg.episode_steps, returns=[float(x) for x in r.ret],
-                               failed=[bool(x) for x in r.failed], mean=float(r.ret.mean()), std=float(r.ret.std())),
-               probe=dict(obs=np.asarray(probe_obs, np.float32).tolist(), actions=probe_act.tolist()),
-               curve=dict(steps=[int(x) for x in out["curve_steps"]], mean=[float(x) for x in cr.mean(-1)], std=[float(x) for x in cr.std(-1)]),
-               published={src: dict(mean=m, std=sd, where=compare_published(task, float(r.ret.mean()))[src]) for src, (m, sd) in PUBLISHED.get(task, {}).items()})
-    path = SHIPPED_DIR / f"{task}.json"
-    path.write_text(json.dumps(rec, indent=1) + "\n")
-    return path
-
-
 def main(argv=None) -> int:
     """``python -m gvatheory.control.rl --task Hopper-v5 [--steps N] [--seed S] [--promote]``: train (or resume) an
-    expert into the cache and report its return; ``--promote`` then ships it in the package (:func:`promote`)."""
+    expert into the cache and report its return; ``--promote`` then ships it in the package (``experts.promote``)."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--task", nargs="+", default=["Hopper-v5"], choices=sorted(EXPERTS))
     p.add_argument("--steps", type=int, default=None, help="override the number of environment steps (not with --promote)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--promote", action="store_true", help=f"copy the trained expert and its record into {SHIPPED_DIR}")
+    p.add_argument("--promote", action="store_true", help="copy the trained expert and its record into the package (gvatheory.control.experts)")
     a = p.parse_args(argv)
     if a.promote and a.steps:
         p.error("--promote ships the configuration of EXPERTS only: drop --steps")
     for name in a.task:
         cfg = dataclasses.replace(EXPERTS[name], seed=a.seed, **({"steps": a.steps} if a.steps else {}))
         out = train(cfg)
-        r = evaluate(cfg, out["actor"], EVAL_EPISODES, seed=EVAL_SEED)
-        print(f"{name}: {cfg.steps} steps in {out['train_s'] / 60:.1f} min; final actor over {EVAL_EPISODES} episodes: {r.ret.mean():.0f} ± {r.ret.std():.0f} "
-              f"(failed {r.failed.sum()}/{EVAL_EPISODES}); published at 1M steps: {published_text(name, r.ret.mean())}")
+        r = evaluate(cfg, out["actor"], 20, seed=123)  # the episodes experts.promote records
+        print(f"{name}: {cfg.steps} steps in {out['train_s'] / 60:.1f} min; final actor over 20 episodes: {r.ret.mean():.0f} ± {r.ret.std():.0f} "
+              f"(failed {r.failed.sum()}/20); published at 1M steps: {published_text(name, r.ret.mean())}")
         if a.promote:
-            print(f"shipped: {promote(name, seed=a.seed)}")
+            from gvatheory.control import experts
+
+            print(f"shipped: {experts.promote(name, seed=a.seed)}")
     return 0
 
 

@@ -41,9 +41,9 @@ def mujoco_expert(name: str):
     """The expert of a MuJoCo task: the LQR gain for InvertedDoublePendulum, the trained TD3 agent otherwise."""
     if tasks.task(name).expert == "lqr":
         return mujoco_lqr_expert(name)
-    from gvatheory.control import rl
+    from gvatheory.control import experts
 
-    return rl.load_expert(name)
+    return experts.load_expert(name)
 
 
 def _mujoco(cfg: BCConfig) -> dict:
@@ -120,9 +120,9 @@ def demonstrations(cfg: BCConfig) -> dict:
     key_parts = {f: getattr(cfg, f) for f in FIELDS}
     if cfg.backend == "mujoco":
         if tasks.task(cfg.system).expert == "rl":  # the demonstrations depend on which trained expert made them
-            from gvatheory.control import rl
+            from gvatheory.control import experts
 
-            key_parts["expert"] = rl.expert_id(cfg.system)
+            key_parts["expert"] = experts.expert_id(cfg.system)
         d = cached("demos-mujoco", lambda: _mujoco(cfg), key_parts, code=__name__)
     else:
         d = cached("demos", lambda: _jax(cfg), key_parts, code=__name__)
