@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 
-from gvatheory.control import policies
+from gvatheory.control import decomposition, policies
 from gvatheory.control.ablations import EMA_SUITE, SNAPSHOTS
 from gvatheory.control.bc.config import BCConfig
 from gvatheory.language import languages
@@ -161,23 +161,30 @@ MUJOCO = {
     ),
 }
 MUJOCO_SEEDS = {"smoke": 2, "quick": 5, "paper": 5}
-# the locomotion suite (TD3 experts): demonstrations of 1000 steps, the expert's action plus noise 0.1
-# (actions lie in [-1, 1])
+# the locomotion suite (TD3 experts shipped with the package): demonstrations of 1000 steps, the expert's
+# action plus noise 0.1 (actions lie in [-1, 1]). Quick: Hopper and Walker2d, 3 seeds, checkpoints every
+# 1000 steps over the second half, 8 starts each; every run also tracks the long averages of notebook 12
+# (the decomposition reads these same runs), so each run rolls out 5 iterates x 10 checkpoints x 8 starts
+# of H = 1000: ~40 s on 2 cores, most of it in C MuJoCo. Paper scale adds HalfCheetah, Ant and Humanoid.
 LOCOMOTION = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
-LOCOMOTION_SEEDS = {"smoke": 1, "quick": 3, "paper": 3}
+LOCOMOTION_TASKS = {"smoke": LOCOMOTION[:2], "quick": LOCOMOTION[:2], "paper": LOCOMOTION}
+LOCOMOTION_SEEDS = {"smoke": 1, "quick": 3, "paper": 5}
 
 
 def locomotion_config(task: str, scale: str = "paper") -> BCConfig:
-    """The BC experiment of notebook 11 on a locomotion task (needs the task's trained expert)."""
+    """The BC experiment of notebooks 11 and 12 on a locomotion task (needs the task's expert), with the
+    long averages of :func:`gvatheory.control.decomposition.with_long_averages`."""
     if task not in LOCOMOTION:
         raise ValueError(f"task must be one of {LOCOMOTION}, got {task!r}")
     if _check(scale) == "smoke":
-        return dataclasses.replace(MUJOCO["smoke"], system=task)
-    return BCConfig(
-        system=task, n_demos=64, n_val=8, demo_horizon=1000, action_noise=0.1, policy=policies.PolicyConfig(depth=2, width=256),
-        steps=20_000 if scale == "quick" else 100_000, eval_start=10_000 if scale == "quick" else 50_000,
-        eval_every=400 if scale == "quick" else 1000, n_eval=8 if scale == "quick" else 16, horizon=1000,
-    )
+        base = dataclasses.replace(MUJOCO["smoke"], system=task)
+    else:
+        base = BCConfig(
+            system=task, n_demos=64, n_val=8, demo_horizon=1000, action_noise=0.1, policy=policies.PolicyConfig(depth=2, width=256),
+            steps=20_000 if scale == "quick" else 100_000, eval_start=10_000 if scale == "quick" else 50_000,
+            eval_every=1000, n_eval=8 if scale == "quick" else 16, horizon=1000,
+        )
+    return decomposition.with_long_averages(base)
 
 
 def bc_config(system: str, scale: str = "quick") -> BCConfig:
@@ -195,7 +202,7 @@ def bc_config(system: str, scale: str = "quick") -> BCConfig:
 
 
 def notebook(nb: str, scale: str) -> Preset:
-    """The whole configuration of notebook ``nb`` ("01" .. "11") at ``scale``; see each entry's fields."""
+    """The whole configuration of notebook ``nb`` ("01" .. "12") at ``scale``; see each entry's fields."""
     s = _check(scale)
     dp = dataclasses.replace(BC[s], system="double_pendulum")
     ablation = dict(systems=ABLATION_SYSTEMS[s], n_seeds=ABLATION_SEEDS[s], bases={k: ablation_base(s, k) for k in ABLATION_SYSTEMS[s]})
@@ -214,8 +221,12 @@ def notebook(nb: str, scale: str) -> Preset:
             cfg=MUJOCO[s], n_seeds=MUJOCO_SEEDS[s],
             n_expert={"smoke": 8, "quick": 32, "paper": 64}[s],  # episodes of the expert's own evaluation
             n_noise={"smoke": 8, "quick": 32, "paper": 64}[s],  # episodes per executed-action noise level
-            locomotion=s == "paper",  # the locomotion suite runs at paper scale (it needs the TD3 experts)
-            tasks=LOCOMOTION, loco_seeds=LOCOMOTION_SEEDS[s], loco={t: locomotion_config(t, s) for t in LOCOMOTION},
+            tasks=LOCOMOTION_TASKS[s], loco_seeds=LOCOMOTION_SEEDS[s], loco={t: locomotion_config(t, s) for t in LOCOMOTION_TASKS[s]},
+        ),
+        "12": lambda: Preset(
+            tasks=LOCOMOTION_TASKS[s], n_seeds=LOCOMOTION_SEEDS[s] if s != "smoke" else 1, loco={t: locomotion_config(t, s) for t in LOCOMOTION_TASKS[s]},
+            n_path=3 if s == "smoke" else 5,  # checkpoints whose path from the EMA to the raw iterate is rolled out
+            s_values=decomposition.S_VALUES,
         ),
     }
     if nb not in table:

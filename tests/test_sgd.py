@@ -75,6 +75,18 @@ def test_schedules_from_optax():
     assert i[10] == pytest.approx(0.05)
 
 
+def test_cooldown_schedule_closed_form():
+    # constant 0.1 for 60 steps, then linear to 0 over the last 40: eta_t = 0.1 * (100 - t) / 40 for t >= 60
+    from gvatheory.core.schedules import make_schedule
+
+    f = make_schedule("cooldown", 0.1, 100, 40)
+    t = np.arange(101)
+    want = np.where(t < 60, 0.1, 0.1 * (100 - t) / 40)
+    np.testing.assert_allclose([float(f(k)) for k in t], want, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="decay_steps"):
+        make_schedule("cooldown", 0.1, 100, 200)
+
+
 @pytest.mark.parametrize(
     "kwargs, field",
     [

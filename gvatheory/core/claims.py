@@ -129,6 +129,12 @@ REGISTRY: tuple[Claim, ...] = (
           "share of the raw iterates' gap to the expert (in normalised score) that their EMA closes: "
           "(score_EMA − score_raw) ÷ (100 − score_raw); above 1/2 the gap is mostly variance, below it mostly bias",
           (0.5, INF), ("04", "11"), ratio=True),
+    Claim("falls_variance", "R4", "the falls are variance",
+          "(this repository) where the raw iterates of a clone fall, a low-variance version of the same run does not: the falls are the "
+          "variance SGD noise adds, not the imitation error of the clone",
+          "share of the raw iterates' fall rate that the best low-variance reference of the same run removes (a long average, or the "
+          "learning rate decayed to 0): (rate_raw − rate_best) ÷ rate_raw; above 1/2 the falls are mostly variance, below it mostly bias",
+          (0.5, INF), ("12",), ratio=True),
 )
 CLAIMS = {c.key: c for c in REGISTRY}
 

@@ -19,14 +19,14 @@ from pathlib import Path
 SCALES = ("smoke", "quick", "paper")
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 # notebooks that re-read runs another one caches (05 and 06 read 04's, 08 the base runs of 07, 09 the base
-# run of 08): with --jobs > 1 each starts only after the one it reads has finished, rather than recompute
-AFTER = {"05": "04", "06": "04", "08": "07", "09": "08"}
+# run of 08, 12 the locomotion runs of 11): with --jobs > 1 each starts only after the one it reads has finished, rather than recompute
+AFTER = {"05": "04", "06": "04", "08": "07", "09": "08", "12": "11"}
 # notebooks that measure wall time and put it in a figure or a claim (07's compute axis, 08's seconds per
 # run): with --jobs > 1 each runs alone, so that no other notebook's load enters those numbers
 EXCLUSIVE = frozenset({"07", "08"})
 # with --jobs > 1, the order in which ready notebooks are started: the exclusive ones, then the long
 # ones, so that the short notebooks fill the end (each notebook's time is in the build's log)
-PRIORITY = ("07", "08", "04", "10", "11", "05", "06", "09", "01", "02", "03", "00")
+PRIORITY = ("07", "08", "04", "10", "11", "12", "05", "06", "09", "01", "02", "03", "00")
 # the overview reads every other notebook's results (its claims and notebook 11's numbers): it runs last, alone
 LAST = "00"
 
