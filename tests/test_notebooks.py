@@ -11,7 +11,7 @@ NOTEBOOKS = execute.notebooks()
 
 
 def test_there_are_notebooks():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "00"], "the overview last"
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "00"], "the overview last"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
@@ -116,7 +116,7 @@ class _FakeRun:
 
 def test_run_parallel_keeps_the_job_limit_and_waits_for_what_a_notebook_reads():
     """Fake notebooks that finish after a given number of polls: the schedule's invariants hold."""
-    polls = {"01": 1, "02": 2, "04": 5, "05": 1, "06": 3, "07": 4, "08": 2, "09": 1, "10": 6, "11": 2, "00": 1}
+    polls = {"01": 1, "02": 2, "04": 5, "05": 1, "06": 3, "07": 4, "08": 2, "09": 1, "10": 6, "11": 2, "12": 2, "00": 1}
     nbs = [Path(f"{k}_nb.ipynb") for k in sorted(polls)]
     events = []
 
