@@ -224,7 +224,7 @@ def notebook(nb: str, scale: str) -> Preset:
             tasks=LOCOMOTION_TASKS[s], loco_seeds=LOCOMOTION_SEEDS[s], loco={t: locomotion_config(t, s) for t in LOCOMOTION_TASKS[s]},
         ),
         "12": lambda: Preset(
-            tasks=LOCOMOTION_TASKS[s], n_seeds=LOCOMOTION_SEEDS[s] if s != "smoke" else 1, loco={t: locomotion_config(t, s) for t in LOCOMOTION_TASKS[s]},
+            tasks=LOCOMOTION_TASKS[s], n_seeds=LOCOMOTION_SEEDS[s], loco={t: locomotion_config(t, s) for t in LOCOMOTION_TASKS[s]},
             n_path=3 if s == "smoke" else 5,  # checkpoints whose path from the EMA to the raw iterate is rolled out
             s_values=decomposition.S_VALUES,
         ),
