@@ -78,6 +78,7 @@ BC_SEEDS = {
 ZOOM = {"smoke": (100, 20, 8), "quick": (15_000, 100, 16), "paper": (50_000, 400, 20)}
 LANDSCAPE_POINTS = {"smoke": 8, "quick": 81, "paper": 401}  # 05: points per slice
 LANDSCAPE_SEEDS = {"smoke": 1, "quick": 3, "paper": 5}  # 05: final iterates of 04's double-pendulum seeds sliced for the verdict
+LOCO_LANDSCAPE_POINTS = {"smoke": 5, "quick": 41, "paper": 201}  # 05: points per slice through a locomotion iterate (8 rollouts of H = 1000 each at quick)
 
 # --------------------------------------------------------------------------------------------------
 # 07-09: causes, mitigations and averaging ablations. Quick: the double pendulum, the paper's optimiser
@@ -211,7 +212,11 @@ def notebook(nb: str, scale: str) -> Preset:
         "02": lambda: Preset(exp=CLIFF[s]),
         "03": lambda: Preset(exp=OU[s]),
         "04": lambda: Preset(base=BC[s], n_seeds=BC_SEEDS[s], zoom=ZOOM[s]),
-        "05": lambda: Preset(cfg=dp, n_points=LANDSCAPE_POINTS[s], n_seeds=LANDSCAPE_SEEDS[s]),
+        "05": lambda: Preset(
+            cfg=dp, n_points=LANDSCAPE_POINTS[s], n_seeds=LANDSCAPE_SEEDS[s],
+            tasks=LOCOMOTION_TASKS[s][:2], loco={t: locomotion_config(t, s) for t in LOCOMOTION_TASKS[s][:2]},  # Hopper, Walker2d: notebook 11's runs
+            loco_points=LOCO_LANDSCAPE_POINTS[s], loco_seeds=LOCOMOTION_SEEDS[s],
+        ),
         "06": lambda: Preset(cfg=dp, n_seeds=BC_SEEDS[s]["double_pendulum"]),
         "07": lambda: Preset(**ablation),
         "08": lambda: Preset(**ablation),

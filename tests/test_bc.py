@@ -118,6 +118,13 @@ def test_slice_at_zero_is_the_iterate_and_expert_jacobian_is_the_lqr_loop(run_sm
     sl = landscape.slice_along(SMOKE, theta, d["sgd"], [0.0, 1e-3], batch=2)
     assert sl["loss"][0] == pytest.approx(out["val_loss"][0, -1], rel=1e-5)
     np.testing.assert_allclose(sl["ret"][0], out["ret"][0, -1], rtol=1e-5)
+    both = landscape.slices(SMOKE, theta, key=jax.random.key(0), n_points=3)  # the window's edges and θ itself
+    for name in ("sgd", "random"):
+        np.testing.assert_allclose(both[f"{name}_ts"], [-both[f"{name}_span"], 0.0, both[f"{name}_span"]])
+        assert both[f"{name}_loss"][1] == pytest.approx(out["val_loss"][0, -1], rel=1e-5)
+        assert both[f"{name}_loss"].max() <= 1.1 * both[f"{name}_loss"][1] * (1 + 1e-5), "the window keeps the loss within 10%"
+    with pytest.raises(ValueError, match="unknown directions"):
+        landscape.slices(SMOKE, theta, key=jax.random.key(0), n_points=3, names=("hessian",))
     # the expert's closed-loop Jacobian at the equilibrium is A + B K of the linearisation
     ev = bc.make_evaluator(SMOKE)
     expert = lqr.Expert(ev.system, ev.data["K"])
@@ -279,3 +286,16 @@ def test_malformed_user_systems_are_refused():
     with pytest.raises(ValueError, match="must return a"):
         systems.register_system("bad", lambda: "pendulum", replace=True)
     assert "bad" not in systems.SYSTEMS
+
+
+def test_roughness_against_closed_forms():
+    """A parabola on n points symmetric about its vertex: 8/(n−1)² exactly; independent ±1 signs: E|a − 2b + c| / 2 = 1 (Monte Carlo, 4 standard errors)."""
+    for n in (5, 41, 401):
+        t = np.linspace(-1, 1, n)
+        assert landscape.roughness(3 * t**2 + 7) == pytest.approx(8 / (n - 1) ** 2, rel=1e-9)
+    y = np.random.default_rng(0).choice([-1.0, 1.0], size=200_001)
+    assert abs(landscape.roughness(y) - 1.0) < 4 * 1.0 / np.sqrt(y.size)  # |a − 2b + c|/2 has variance ≤ 1
+    with pytest.raises(ValueError, match="at least 3"):
+        landscape.roughness([1.0, 2.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        landscape.roughness([1.0, np.nan, 2.0])

@@ -27,11 +27,12 @@ def directions(cfg: bc.BCConfig, flat_params, *, key) -> dict:
     return {"sgd": np.asarray(g / jnp.linalg.norm(g)), "random": np.asarray(r / jnp.linalg.norm(r))}
 
 
-def slice_along(cfg: bc.BCConfig, flat_params, direction, ts, *, batch: int = 8) -> dict:
+def slice_along(cfg: bc.BCConfig, flat_params, direction, ts, *, batch: int = 8, progress: bool = False) -> dict:
     """BC loss and rollouts at θ + t d for every t in ``ts`` [T], on either backend.
 
     Returns ``loss`` [T] (held-out BC loss), ``ret``, ``failed`` and ``diverged`` [T, N]. Points are
-    evaluated ``batch`` at a time with vmap (one compiled function for the whole slice).
+    evaluated ``batch`` at a time with vmap (one compiled function for the whole slice); ``progress`` shows
+    a bar over the time steps of rollouts that run on the host (MuJoCo).
     """
     ev = bc.make_evaluator(cfg)
     theta, d = jnp.asarray(flat_params), jnp.asarray(direction)
@@ -47,8 +48,41 @@ def slice_along(cfg: bc.BCConfig, flat_params, direction, ts, *, batch: int = 8)
     res = {k: np.concatenate([np.asarray(o[k]) for o in outs])[: len(ts)] for k in outs[0]}
     # rollouts that the backend runs on the host (C MuJoCo) take the same points, formed on the host
     flats = np.asarray(flat_params, np.float32)[None] + ts[:, None] * np.asarray(direction, np.float32)[None]
-    res.update(ev.backend.after(bc.batched_policy(ev), flats))
+    res.update(ev.backend.after(bc.batched_policy(ev), flats, progress=progress))
     return {"loss": res["val_loss"], "ret": res["ret"], "failed": res["failed"], "diverged": res["diverged"]}
+
+
+def roughness(y) -> float:
+    """Mean |second difference| of a sampled curve ÷ its range: near 0 for a smooth curve sampled finely
+    (a parabola on n points symmetric about its vertex gives 8/(n − 1)²), of order 1 for one that jumps
+    between neighbouring points."""
+    y = np.asarray(y, np.float64)
+    if y.ndim != 1 or y.size < 3:
+        raise ValueError(f"roughness needs a 1-d curve of at least 3 points, got shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("roughness of a curve with non-finite values")
+    return float(np.mean(np.abs(np.diff(y, 2))) / max(np.ptp(y), 1e-12))
+
+
+def slices(cfg: bc.BCConfig, flat_params, *, key, n_points: int, names=("sgd", "random"), rise: float = 0.1, progress: bool = False) -> dict:
+    """:func:`slice_along` each named direction of :func:`directions` through θ, on ``n_points`` points over
+    the window ±t of :func:`span_for_loss_rise` (the loss rises by at most ``rise`` there).
+
+    Returns a flat dict (cacheable): ``<name>_ts`` [T], ``<name>_span`` (t of the window's edge) and
+    ``<name>_loss`` [T], ``<name>_ret``, ``<name>_failed``, ``<name>_diverged`` [T, N].
+    """
+    if n_points < 3:
+        raise ValueError(f"n_points must be >= 3 (a second difference), got {n_points}")
+    dirs = directions(cfg, flat_params, key=key)
+    if unknown := set(names) - set(dirs):
+        raise ValueError(f"unknown directions {sorted(unknown)}: choose from {sorted(dirs)}")
+    out = {}
+    for name in names:
+        span = span_for_loss_rise(cfg, flat_params, dirs[name], rise=rise)
+        ts = np.linspace(-span, span, n_points)
+        out.update({f"{name}_ts": ts, f"{name}_span": np.float64(span)})
+        out.update({f"{name}_{k}": v for k, v in slice_along(cfg, flat_params, dirs[name], ts, progress=progress).items()})
+    return out
 
 
 def closed_loop_spectral_radii(cfg: bc.BCConfig, flat_params=None, *, policy=None, horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -19,8 +19,8 @@ from pathlib import Path
 SCALES = ("smoke", "quick", "paper")
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 # notebooks that re-read runs another one caches (05 and 06 read 04's, 08 the base runs of 07, 09 the base
-# run of 08, 12 the locomotion runs of 11): with --jobs > 1 each starts only after the one it reads has finished, rather than recompute
-AFTER = {"05": "04", "06": "04", "08": "07", "09": "08", "12": "11"}
+# run of 08, 05 and 12 the locomotion runs of 11): with --jobs > 1 each starts only after those it reads have finished, rather than recompute
+AFTER = {"05": ("04", "11"), "06": ("04",), "08": ("07",), "09": ("08",), "12": ("11",)}
 # notebooks that measure wall time and put it in a figure or a claim (07's compute axis, 08's seconds per
 # run): with --jobs > 1 each runs alone, so that no other notebook's load enters those numbers
 EXCLUSIVE = frozenset({"07", "08"})
@@ -77,7 +77,7 @@ def run_parallel(nbs: list[Path], jobs: int, launch, *, log=print, poll_s: float
     """Runs the notebooks ``nbs`` at most ``jobs`` at a time; returns the wall time in seconds.
 
     ``launch(nb)`` starts one notebook and returns a ``subprocess.Popen``-like handle (``poll()``,
-    ``returncode``, ``kill()``). A notebook waits for the one it reads (``AFTER``) when that one is among
+    ``returncode``, ``kill()``). A notebook waits for those it reads (``AFTER``) that are among
     ``nbs``; one in ``EXCLUSIVE`` runs alone; ``LAST`` starts when all others have finished; ready notebooks
     start in ``PRIORITY`` order.
 
@@ -93,13 +93,13 @@ def run_parallel(nbs: list[Path], jobs: int, launch, *, log=print, poll_s: float
     t_all = time.perf_counter()
     while pending or running:
         for nb in list(pending):
-            dep = AFTER.get(nb.name[:2])
+            deps = AFTER.get(nb.name[:2], ())
             alone = nb.name[:2] in EXCLUSIVE
             if any(r.name[:2] in EXCLUSIVE for r in running) or (alone and running):
                 break  # an exclusive notebook runs alone, and waits for the others to finish: keep the order
             if nb.name[:2] == LAST and (running or len(pending) > 1):
                 break  # the overview waits for every other notebook
-            if len(running) < jobs and (dep not in names or dep in done):
+            if len(running) < jobs and all(d not in names or d in done for d in deps):
                 pending.remove(nb)
                 log(f"{nb.name}: started")
                 running[nb] = (launch(nb), time.perf_counter())
