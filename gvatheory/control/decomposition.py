@@ -145,12 +145,13 @@ def path_slope(s, rates) -> float:
 def conclusion(ci) -> str:
     """The pre-registered reading of the variance share of the falls, from its 95% interval ``ci``: variance-dominated
     when the interval lies above 1/2, bias-dominated when it lies below 1/2, mixed when it holds 1/2, and
-    "no falls to split" when it is undefined (NaN)."""
+    "no falls to split" when it is undefined (NaN). It is the ledger's verdict on claim R4 read in these words
+    (holds, fails, inconclusive), so the two cannot disagree: an interval whose end is exactly 1/2 lies on
+    that side, as the ledger counts the edge of every band."""
+    from gvatheory.core import claims
+
     lo, hi = (float(v) for v in ci)
     if np.isnan(lo) or np.isnan(hi):
         return "no falls to split"
-    if lo > 0.5:
-        return "variance-dominated"
-    if hi < 0.5:
-        return "bias-dominated"
-    return "mixed"
+    v = claims.verdict((lo, hi), claims.CLAIMS["falls_variance"].band)
+    return {"holds": "variance-dominated", "fails": "bias-dominated"}.get(v, "mixed")

@@ -24,9 +24,12 @@ AFTER = {"05": ("04", "11"), "06": ("04",), "08": ("07",), "09": ("08",), "12": 
 # notebooks that measure wall time and put it in a figure or a claim (07's compute axis, 08's seconds per
 # run): with --jobs > 1 each runs alone, so that no other notebook's load enters those numbers
 EXCLUSIVE = frozenset({"07", "08"})
-# with --jobs > 1, the order in which ready notebooks are started: the exclusive ones, then the long
-# ones, so that the short notebooks fill the end (each notebook's time is in the build's log)
-PRIORITY = ("07", "08", "04", "10", "11", "12", "05", "06", "09", "01", "02", "03", "00")
+# with --jobs > 1, the order in which ready notebooks are started: the exclusive ones, then by the longest
+# chain of work that waits on each (11 first: 12 and 05 start only after it; then 04, which 05 also
+# waits for), then the long ones, so that the short notebooks fill the gaps. The quick build on 2 cores
+# started 04 and 10 before 11 and spent its last 400 s on 12 and 05 alone (each notebook's time is in the
+# build's log)
+PRIORITY = ("07", "08", "11", "04", "12", "10", "05", "06", "09", "01", "02", "03", "00")
 # the overview reads every other notebook's results (its claims and notebook 11's numbers): it runs last, alone
 LAST = "00"
 
