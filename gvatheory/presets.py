@@ -2,7 +2,7 @@
 
 ``notebook("04", scale)`` returns the whole configuration of one notebook at one scale (configs, seeds,
 windows, sizes) as a :class:`Preset`; the notebooks read nothing else. ``smoke`` is what the tests run
-(seconds per notebook), ``quick`` fits a 2-core laptop CPU (the default build, about 20 minutes), ``paper``
+(seconds per notebook), ``quick`` fits a 2-core laptop CPU (the default build, 25–45 minutes from an empty cache), ``paper``
 is the paper's scale, for a GPU. The experiment modules hold no presets of their own: they define the
 configuration dataclasses, this file their values.
 """
