@@ -28,6 +28,10 @@ def test_verdict_from_interval_and_band():
     assert C.verdict((0.1, 0.3), (0.5, 2.0)) == "fails"
     assert C.verdict((1.5, 2.5), (0.5, 2.0)) == "inconclusive"
     assert C.verdict((math.nan, math.nan), (1, math.inf)) == "not applicable"
+    # an interval touching a finite edge cannot place the value on either side; an unbounded one reaches an infinite edge
+    assert C.verdict((10, 20), (10, math.inf)) == C.verdict((5, 10), (10, math.inf)) == C.verdict((0.6, 2.0), (0.5, 2.0)) == "inconclusive"
+    assert C.verdict((0.978, 0.978), (0.5, 2.0)) == "holds" and C.verdict((0.5, 0.5), (0.5, 2.0)) == "inconclusive"
+    assert C.verdict((13.6, math.inf), (10, math.inf)) == "holds" and C.verdict((-math.inf, 1.0), (-math.inf, 2.0)) == "holds"
     with pytest.raises(ValueError):
         C.verdict((3, 2), (1, math.inf))
 

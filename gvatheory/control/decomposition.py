@@ -146,8 +146,8 @@ def conclusion(ci) -> str:
     """The pre-registered reading of the variance share of the falls, from its 95% interval ``ci``: variance-dominated
     when the interval lies above 1/2, bias-dominated when it lies below 1/2, mixed when it holds 1/2, and
     "no falls to split" when it is undefined (NaN). It is the ledger's verdict on claim R4 read in these words
-    (holds, fails, inconclusive), so the two cannot disagree: an interval whose end is exactly 1/2 lies on
-    that side, as the ledger counts the edge of every band."""
+    (holds, fails, inconclusive), so the two cannot disagree: an interval that ends exactly at 1/2 holds 1/2
+    (mixed), as the ledger reads an interval touching the edge of any band (inconclusive)."""
     from gvatheory.core import claims
 
     lo, hi = (float(v) for v in ci)

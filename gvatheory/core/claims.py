@@ -149,7 +149,10 @@ def get(key: str) -> Claim:
 def verdict(ci: tuple[float, float], band: tuple[float, float]) -> str:
     """``holds`` if the interval ``ci`` lies inside ``band``, ``fails`` if it lies outside, else ``inconclusive``.
 
-    An undefined interval (NaN) is ``not applicable``.
+    An interval that touches a finite edge of the band (its end equal to the threshold) cannot place the
+    value on either side: ``inconclusive``, as one that straddles it. An infinite edge is reached by an
+    interval that is unbounded on that side (an estimate divided by a zero upper bound). An undefined
+    interval (NaN) is ``not applicable``.
     """
     lo, hi = (float(x) for x in ci)
     if math.isnan(lo) or math.isnan(hi):
@@ -157,7 +160,7 @@ def verdict(ci: tuple[float, float], band: tuple[float, float]) -> str:
     if lo > hi:
         raise ValueError(f"ci must be (low, high), got {ci}")
     b0, b1 = band
-    if b0 <= lo and hi <= b1:
+    if (lo > b0 or math.isinf(b0)) and (hi < b1 or math.isinf(b1)):
         return "holds"
     if hi < b0 or lo > b1:
         return "fails"
