@@ -15,9 +15,10 @@ import numpy as np
 from gvatheory.control import bc
 
 
-def directions(cfg: bc.BCConfig, flat_params, *, key) -> dict:
-    """Unit directions in flat parameter space at θ: a minibatch gradient ("sgd"; the full gradient if ``cfg.batch_size`` is 0) and a Gaussian ("random")."""
-    ev = bc.make_evaluator(cfg)
+def directions(cfg: bc.BCConfig, flat_params, *, key, ev: bc.Evaluator | None = None) -> dict:
+    """Unit directions in flat parameter space at θ: a minibatch gradient ("sgd"; the full gradient if ``cfg.batch_size`` is 0) and a Gaussian ("random").
+    ``ev``: ``cfg``'s evaluator, if the caller has built it already (:func:`gvatheory.control.bc.make_evaluator`)."""
+    ev = ev if ev is not None else bc.make_evaluator(cfg)
     params = bc.unravel(cfg, flat_params)
     X, U = jnp.asarray(ev.data["X"]), jnp.asarray(ev.data["U"])
     k1, k2 = jax.random.split(key)
@@ -27,14 +28,14 @@ def directions(cfg: bc.BCConfig, flat_params, *, key) -> dict:
     return {"sgd": np.asarray(g / jnp.linalg.norm(g)), "random": np.asarray(r / jnp.linalg.norm(r))}
 
 
-def slice_along(cfg: bc.BCConfig, flat_params, direction, ts, *, batch: int = 8, progress: bool = False) -> dict:
+def slice_along(cfg: bc.BCConfig, flat_params, direction, ts, *, batch: int = 8, progress: bool = False, ev: bc.Evaluator | None = None) -> dict:
     """BC loss and rollouts at θ + t d for every t in ``ts`` [T], on either backend.
 
     Returns ``loss`` [T] (held-out BC loss), ``ret``, ``failed`` and ``diverged`` [T, N]. Points are
     evaluated ``batch`` at a time with vmap (one compiled function for the whole slice); ``progress`` shows
-    a bar over the time steps of rollouts that run on the host (MuJoCo).
+    a bar over the time steps of rollouts that run on the host (MuJoCo); ``ev``: as in :func:`directions`.
     """
-    ev = bc.make_evaluator(cfg)
+    ev = ev if ev is not None else bc.make_evaluator(cfg)
     theta, d = jnp.asarray(flat_params), jnp.asarray(direction)
 
     @jax.jit
@@ -73,15 +74,16 @@ def slices(cfg: bc.BCConfig, flat_params, *, key, n_points: int, names=("sgd", "
     """
     if n_points < 3:
         raise ValueError(f"n_points must be >= 3 (a second difference), got {n_points}")
-    dirs = directions(cfg, flat_params, key=key)
+    ev = bc.make_evaluator(cfg)  # built once for the directions, the windows and the slices
+    dirs = directions(cfg, flat_params, key=key, ev=ev)
     if unknown := set(names) - set(dirs):
         raise ValueError(f"unknown directions {sorted(unknown)}: choose from {sorted(dirs)}")
     out = {}
     for name in names:
-        span = span_for_loss_rise(cfg, flat_params, dirs[name], rise=rise)
+        span = span_for_loss_rise(cfg, flat_params, dirs[name], rise=rise, ev=ev)
         ts = np.linspace(-span, span, n_points)
         out.update({f"{name}_ts": ts, f"{name}_span": np.float64(span)})
-        out.update({f"{name}_{k}": v for k, v in slice_along(cfg, flat_params, dirs[name], ts, progress=progress).items()})
+        out.update({f"{name}_{k}": v for k, v in slice_along(cfg, flat_params, dirs[name], ts, progress=progress, ev=ev).items()})
     return out
 
 
@@ -118,15 +120,16 @@ def closed_loop_spectral_radii(cfg: bc.BCConfig, flat_params=None, *, policy=Non
     return rho, np.asarray(alive)
 
 
-def span_for_loss_rise(cfg: bc.BCConfig, flat_params, direction, rise: float = 0.1) -> float:
+def span_for_loss_rise(cfg: bc.BCConfig, flat_params, direction, rise: float = 0.1, *, ev: bc.Evaluator | None = None) -> float:
     """The largest t (on a factor-√2 grid) with BC loss at θ ± t d at most (1 + rise) × the loss at θ.
 
     Slices are drawn over ±t: a window in which the *loss* barely changes — of the size of the loss
-    fluctuations between SGD iterates — so any structure in the return is not a loss effect.
+    fluctuations between SGD iterates — so any structure in the return is not a loss effect. ``ev``: as in
+    :func:`directions`.
     """
     if not rise > 0:
         raise ValueError(f"rise must be > 0, got {rise}")
-    ev = bc.make_evaluator(cfg)
+    ev = ev if ev is not None else bc.make_evaluator(cfg)
     Xv, Uv = jnp.asarray(ev.data["X_val"]), jnp.asarray(ev.data["U_val"])
     theta, d = jnp.asarray(flat_params), jnp.asarray(direction)
     ts = 2.0 ** (np.arange(-40, 21) / 2)  # 1e-6 ... 1e3
