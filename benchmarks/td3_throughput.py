@@ -89,7 +89,7 @@ def main():
     print(f"  updates alone: {1 / t_upd:7.0f} updates/s = {flops_step / t_upd / peak:.1%} of the matmul rate; "
           f"baseline {1 / t_base:.0f} updates/s: {t_base / t_upd:.2f}x")
 
-    act, act_base = rl.acting_fn(cfg, od), jax.jit(lambda p, o: rl._actor(cfg, p, o))
+    act, act_base = rl.acting_fn(cfg, od, ad), jax.jit(lambda p, o: rl._actor(cfg, p, o))
     obs0 = env.reset(*mjenv.reset_states(cfg.task, 1, rng=rng))[0]
     buf = np.zeros((1000, od), np.float32)
 

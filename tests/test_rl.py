@@ -82,7 +82,7 @@ def test_acting_fn_is_the_actor():
     cfg = dataclasses.replace(TINY, width=32)
     actor = rl._init(cfg, 9, 1, jax.random.key(5))["actor"]
     obs = np.random.default_rng(6).normal(size=9).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(rl.acting_fn(cfg, 9)(actor, obs)), np.tanh(_np_mlp(actor, obs[None])[0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(rl.acting_fn(cfg, 9, 1)(actor, obs)), np.tanh(_np_mlp(actor, obs[None])[0]), rtol=1e-5, atol=1e-6)
 
 
 def test_checkpoint_resume_and_cache(tmp_path, monkeypatch):

@@ -219,11 +219,11 @@ def _load_state(path: Path, template):
     return jax.tree.unflatten(jax.tree.structure(template), leaves), extra
 
 
-def acting_fn(cfg: TD3Config, obs_dim: int):
+def acting_fn(cfg: TD3Config, obs_dim: int, act_dim: int):
     """The actor on one observation, ``act(actor_params, obs [obs_dim] float32) -> action``, compiled ahead of time:
     called once per environment step, where a jitted function's dispatch (argument checks, a float64 to float32
     conversion on the device) cost more than the 2-layer forward pass itself. Same program, same numbers."""
-    template = policies.init(_mlp_config(cfg), obs_dim, mjenv.BatchEnv(cfg.task, 1, threads=1).act_dim, key=jax.random.key(0))
+    template = policies.init(_mlp_config(cfg), obs_dim, act_dim, key=jax.random.key(0))
     return jax.jit(lambda p, o: _actor(cfg, p, o)).lower(template, jax.ShapeDtypeStruct((obs_dim,), jnp.float32)).compile()
 
 
@@ -268,7 +268,7 @@ def train(cfg: TD3Config, *, progress: bool = True, until: int | None = None) ->
         curve_steps, curve_return = list(extra["curve_steps"]), list(extra["curve_return"])
         rng.bit_generator.state = json.loads(str(extra["rng"]))
     update = _make_update(cfg)
-    act_fn = acting_fn(cfg, od)
+    act_fn = acting_fn(cfg, od, ad)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
 
     def new_episode():
