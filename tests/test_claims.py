@@ -195,3 +195,24 @@ def test_readme_claims_table_is_rewritten_between_its_markers(tmp_path):
 def test_an_infinite_ratio_in_some_resamples_gives_an_infinite_endpoint_not_nan():
     o = C.assess("ema_cures", [5.0, 6.0, 7.0, 3.0, 4.0], den=[0.0, 0.0, 0.1, 0.0, 0.2])  # an EMA that never moved on 3 seeds
     assert o["ci"][1] == math.inf and not math.isnan(o["ci"][0]) and o["verdict"] == "holds"
+
+
+def test_the_ledger_refuses_a_verdict_recorded_under_another_rule(tmp_path):
+    data = tmp_path / "a" / "data"
+    C.record("gva", "cartpole", [5.0, 6.0, 7.0, 5.5, 6.5], notebook="04", data_dir=data)
+    C.record("gva", "acrobot", [5.0, 6.0], notebook="04", data_dir=data)  # two seeds: inconclusive by the seed rule
+    C.record("ou", "T = 100", estimate=1.3, exact=True, notebook="03", data_dir=data)  # one value, exact: decided
+    C.record("cliff", "mc", estimate=12.0, ci=(11.0, math.inf), notebook="02", data_dir=data)
+    folder = tmp_path / "a" / "claims"
+    assert [(o["testbed"], o["verdict"]) for o in ledger.collect(folder)] == [("acrobot", "inconclusive"), ("cartpole", "holds"), ("mc", "holds"), ("T = 100", "holds")]
+    path = next(folder.glob("04__gva__cartpole*.json"))
+    o = json.loads(path.read_text())
+    path.write_text(json.dumps(o | {"verdict": "fails"}))  # a verdict today's rule does not give that interval
+    with pytest.raises(ValueError, match=r"04__gva__cartpole.*recorded fails against ≥ 1, today's rule gives holds"):
+        ledger.collect(folder)
+    path.write_text(json.dumps(o | {"threshold": "≥ 2"}))  # a band that has since changed
+    with pytest.raises(ValueError, match="re-run their notebooks"):
+        ledger.collect(folder)
+    path.write_text(json.dumps(o | {"ci": [1.0, 2.0]}))  # an interval touching the band's edge: inconclusive today
+    with pytest.raises(ValueError, match="today's rule gives inconclusive"):
+        ledger.collect(folder)

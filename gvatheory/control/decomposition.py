@@ -28,6 +28,7 @@ import dataclasses
 import numpy as np
 
 from gvatheory.control import bc
+from gvatheory.core import claims
 from gvatheory.core.averaging import AveragingConfig
 from gvatheory.infra import cache
 
@@ -148,8 +149,6 @@ def conclusion(ci) -> str:
     "no falls to split" when it is undefined (NaN). It is the ledger's verdict on claim R4 read in these words
     (holds, fails, inconclusive), so the two cannot disagree: an interval that ends exactly at 1/2 holds 1/2
     (mixed), as the ledger reads an interval touching the edge of any band (inconclusive)."""
-    from gvatheory.core import claims
-
     lo, hi = (float(v) for v in ci)
     if np.isnan(lo) or np.isnan(hi):
         return "no falls to split"

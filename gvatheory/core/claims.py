@@ -259,6 +259,16 @@ def record(key: str, testbed: str, values=None, *, notebook: str, data_dir, **kw
     return out
 
 
+def current_verdict(o: dict) -> str:
+    """The verdict today's registry and :func:`verdict` give a recorded outcome ``o`` (from its stored interval,
+    its basis and the claim's current band). The ledger compares it with the verdict stored at record time: the
+    two differ when the rule or a band changed after the notebook ran, and the notebook's text is then stale."""
+    c = get(o["claim"])
+    if o["basis"][:1].isdigit() and 0 < o["n"] < MIN_SEEDS:  # per-seed values, too few for an interval
+        return "inconclusive"
+    return verdict(o["ci"], c.band)
+
+
 def summary_line(o: dict) -> str:
     """One outcome as text: "holds: 23 [15, 31] (≥ 10; 5 seeds)"."""
     lo, hi = o["ci"]

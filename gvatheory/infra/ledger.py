@@ -27,12 +27,25 @@ def fig_dir(scale: str) -> Path:
 
 
 def collect(folder) -> list[dict]:
-    """Every outcome in ``folder`` (``*.json`` written by ``claims.record``), ordered as the registry, then by notebook and testbed."""
+    """Every outcome in ``folder`` (``*.json`` written by ``claims.record``), ordered as the registry, then by notebook and testbed.
+
+    Raises:
+        ValueError: for an outcome of an unregistered claim, or one whose stored verdict or band is not what
+            today's registry gives its stored interval (:func:`gvatheory.core.claims.current_verdict`): the
+            notebook that recorded it ran under an older rule and its text would disagree with the ledger.
+    """
     order = {c.key: i for i, c in enumerate(C.REGISTRY)}
     outs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
-    for o in outs:
+    stale = []
+    for p, o in zip(sorted(Path(folder).glob("*.json")), outs):
         if o.get("claim") not in order:
             raise ValueError(f"{folder}: an outcome of unknown claim {o.get('claim')!r}")
+        now, band = C.current_verdict(o), C.get(o["claim"]).threshold
+        if now != o["verdict"] or band != o["threshold"]:
+            stale.append(f"{p.name} (notebook {o['notebook']}): recorded {o['verdict']} against {o['threshold']}, "
+                         f"today's rule gives {now} against {band}")
+    if stale:
+        raise ValueError("outcomes recorded under another rule or band; re-run their notebooks (make figures does):\n  " + "\n  ".join(stale))
     return sorted(outs, key=lambda o: (order[o["claim"]], o["notebook"], o["testbed"]))
 
 
