@@ -35,11 +35,12 @@ figures: $(STAMP)
 	$(PY) -m gvatheory.infra.execute --scale $(SCALE) --seed $(SEED) --jobs $(JOBS) $(if $(NB),--only $(NB),)
 
 # the same programs compiled without LLVM optimisation (what the tests use): rounded differently in the last bits,
-# and slower to run (execution-bound notebooks take 2-3x as long). Its results go to their own cache (the cache key
-# does not include compiler flags) and build folder; NB= checks some notebooks only (the others read "not in the other build").
+# and slower to run (execution-bound notebooks take 2-3x as long). The flag is part of every cache key, so its results
+# never mix with the default build's; they go to their own build folder. NB= checks some notebooks only (the others read
+# "not in the other build").
 XLA0 := build/$(SCALE)-xla0
 stability: $(STAMP)
-	XLA_FLAGS=--xla_backend_optimization_level=0 GVATHEORY_CACHE=$${GVATHEORY_CACHE:-$(CURDIR)/.cache}/xla0 \
+	XLA_FLAGS=--xla_backend_optimization_level=0 \
 	  $(PY) -m gvatheory.infra.execute --scale $(SCALE) --seed $(SEED) --jobs $(JOBS) --out-dir $(XLA0) --fig-dir $(XLA0)/figures --no-ledger \
 	  $(if $(NB),--only $(NB),)
 	$(PY) -m gvatheory.infra.ledger --scale $(SCALE) --compare $(XLA0)/claims

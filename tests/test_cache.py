@@ -125,3 +125,19 @@ def test_markdown_table_formats_floats_and_nan():
 
     t = markdown_table(("a", "b", "c"), [("x", 1.23456, float("nan")), ("y", np.float32(2.0), True)], digits=2)
     assert t.splitlines() == ["| a | b | c |", "|---|---|---|", "| x | 1.2 | — |", "| y | 2 | True |"]
+
+
+def test_compiler_flags_and_precision_enter_the_key(monkeypatch):
+    for v in cache.NUMERICS_ENV:
+        monkeypatch.delenv(v, raising=False)
+    base = cache.key_of("t", Cfg(), 0, code=cache)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert cache.key_of("t", Cfg(), 0, code=cache) == base  # empty is JAX's default, as unset
+    keys = {base}
+    for v, val in [("XLA_FLAGS", "--xla_backend_optimization_level=0"), ("JAX_ENABLE_X64", "1")]:
+        monkeypatch.setenv(v, val)
+        keys.add(cache.key_of("t", Cfg(), 0, code=cache))
+    assert len(keys) == 3  # each setting is another result
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.delenv("JAX_ENABLE_X64")
+    assert cache.key_of("t", Cfg(), 0, code=cache) == base

@@ -1,8 +1,9 @@
 """An on-disk cache of experiment results (dicts of numpy arrays), keyed by configuration, seed and code.
 
 A result's key is built from three things: the configuration and seed it was computed from, the
-versions of the numerical libraries, and the source of exactly the library modules its computation
-can reach — the modules named in ``code=`` and, transitively, every ``gvatheory`` module they import
+versions of the numerical libraries with the environment variables that change their numbers
+(``NUMERICS_ENV``: XLA's compiler flags, the platform, the precision), and the source of exactly the
+library modules its computation can reach — the modules named in ``code=`` and, transitively, every ``gvatheory`` module they import
 (read from their ``import`` statements, function-local ones included). Editing any other file — a
 notebook, the README, the figure style, the language model when the result is a BC run — leaves the
 result cached; editing a module the computation imports recomputes it.
@@ -29,6 +30,8 @@ import numpy as np
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # gvatheory/
 # the numerical libraries whose version can change a computed number
 LIBRARIES = ("numpy", "scipy", "jax", "jaxlib", "optax", "mujoco")
+# environment variables that change the numbers JAX computes (compiler options, device, precision): part of every key
+NUMERICS_ENV = ("XLA_FLAGS", "JAX_PLATFORMS", "JAX_ENABLE_X64", "JAX_DEFAULT_MATMUL_PRECISION")
 
 
 def cache_dir() -> Path:
@@ -147,7 +150,8 @@ def key_of(name: str, *parts, code) -> str:
     ``code``: the module (or tuple of modules) that computes the result; see :func:`dependencies`.
     """
     mods = code if isinstance(code, (tuple, list)) else (code,)
-    text = json.dumps([code_version(*mods), _describe(list(parts))], sort_keys=True, default=repr)
+    env = {v: os.environ[v] for v in NUMERICS_ENV if os.environ.get(v)}  # unset and empty: JAX's defaults, as before
+    text = json.dumps([code_version(*mods), _describe(list(parts))] + ([env] if env else []), sort_keys=True, default=repr)
     return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
