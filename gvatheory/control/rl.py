@@ -77,8 +77,8 @@ class TD3Config:
 # 1M steps — 300k (the earlier recipe) gave 3215 ± 10 on one machine and 1429 ± 505 with 19 of 20 episodes
 # falling on another, still learning; 1M took 65.7 min on 2 CPU cores: 3296 ± 4, none fell. Walker2d: 600k,
 # 45.8 min: 3949 ± 751 (1 of 20 fell); at 300k an earlier run fell in 16 of 20. HalfCheetah, Ant and
-# Humanoid: the paper's 1M steps, for a GPU machine or a long night (HalfCheetah took 177 min on 2 cores,
-# niced beside other work: 10934 ± 147 over 20 episodes). Humanoid, seed 0, trained once on 2 cores at
+# Humanoid: the paper's 1M steps. HalfCheetah, shipped: 74.1 min on 2 cores beside another training run,
+# 10312 ± 1688 over 20 episodes (19 in 10044-11153, one at 3048). Humanoid, seed 0, trained once on 2 cores at
 # 160-185 env-steps/s (~105 min of training, 138 min of wall time with pauses): 3058 ± 975 over the 20
 # recorded episodes, 11 of them falling, below CleanRL's 5035 ± 22 on v4; not shipped, since a clone's
 # demonstrations from an expert that falls in more than half its episodes are refused.
