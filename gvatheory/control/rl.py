@@ -78,10 +78,13 @@ class TD3Config:
 # falling on another, still learning; 1M took 65.7 min on 2 CPU cores: 3296 ± 4, none fell. Walker2d: 600k,
 # 45.8 min: 3949 ± 751 (1 of 20 fell); at 300k an earlier run fell in 16 of 20. HalfCheetah, Ant and
 # Humanoid: the paper's 1M steps. HalfCheetah, shipped: 74.1 min on 2 cores beside another training run,
-# 10312 ± 1688 over 20 episodes (19 in 10044-11153, one at 3048). Humanoid, seed 0, trained once on 2 cores at
-# 160-185 env-steps/s (~105 min of training, 138 min of wall time with pauses): 3058 ± 975 over the 20
-# recorded episodes, 11 of them falling, below CleanRL's 5035 ± 22 on v4; not shipped, since a clone's
-# demonstrations from an expert that falls in more than half its episodes are refused.
+# 10312 ± 1688 over 20 episodes (19 in 10044-11153, one at 3048). Ant, shipped: 92.1 min beside the
+# HalfCheetah run, 3288 ± 789 (4 of 20 fell), just below the TD3 paper's 4372 ± 1000 on Gym v1 (an earlier
+# run on another machine: 3055 ± 1201); its learning curve sat at 2800-3600 over the last 100k steps.
+# Humanoid, seed 0, trained once on 2 cores at 160-185 env-steps/s (~105 min of training, 138 min of wall
+# time with pauses): 3058 ± 975 over the 20 recorded episodes, 11 of them falling, below CleanRL's 5035 ± 22
+# on v4; not shipped, since a clone's demonstrations from an expert that falls in more than half its
+# episodes are refused.
 EXPERTS = {
     "Hopper-v5": TD3Config(task="Hopper-v5", steps=1_000_000),
     "Walker2d-v5": TD3Config(task="Walker2d-v5", steps=600_000),
