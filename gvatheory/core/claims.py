@@ -167,6 +167,15 @@ def verdict(ci: tuple[float, float], band: tuple[float, float]) -> str:
     return "inconclusive"
 
 
+def decide(band: tuple[float, float], ci, n: int | None = None) -> str:
+    """The verdict of a measurement: :func:`verdict` of its interval ``ci`` on ``band``, except that an interval over
+    fewer than ``MIN_SEEDS`` seeds (``n``, for per-seed values; None for an exact or Monte Carlo value) is
+    ``inconclusive``. The one rule :func:`assess` applies and the ledger re-applies (:func:`current_verdict`)."""
+    if n is not None and 0 < n < MIN_SEEDS:
+        return "inconclusive"
+    return verdict(ci, band)
+
+
 def _mean_ratio(num, den, axis=-1):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.mean(num, axis=axis) / np.mean(den, axis=axis)
@@ -214,7 +223,6 @@ def assess(key: str, values=None, *, den=None, estimate=None, ci=None, exact: bo
         lo, hi = (est, est) if exact else (float(ci[0]), float(ci[1]))
         per, n = [est], 1
         basis = "exact" if exact else "Monte Carlo interval"
-        v = "not applicable" if math.isnan(est) else verdict((lo, hi), c.band)
     else:
         x = np.atleast_1d(np.asarray(values, np.float64))
         if c.ratio != (den is not None):
@@ -230,12 +238,12 @@ def assess(key: str, values=None, *, den=None, estimate=None, ci=None, exact: bo
         with np.errstate(divide="ignore", invalid="ignore"):
             per = (x if d is None else x / d).tolist()
         if n == 0:
-            est, lo, hi, v = math.nan, math.nan, math.nan, "not applicable"
+            est, lo, hi = math.nan, math.nan, math.nan
         else:
             est, lo, hi = (INF, INF, INF) if d is not None and np.mean(d) == 0 else bootstrap_ci(x, d)
-            v = verdict((lo, hi), c.band) if n >= MIN_SEEDS else "inconclusive"
             if n < MIN_SEEDS:
                 note = (note + "; " if note else "") + f"{n} seed{'s' if n > 1 else ''}: too few for an interval"
+    v = decide(c.band, (lo, hi), n if values is not None else None)
     return dict(claim=key, number=c.number, values=[float(p) for p in per], n=n, dropped=dropped, basis=basis, estimate=float(est), ci=[float(lo), float(hi)],
                 verdict=v, threshold=c.threshold, note=note)
 
@@ -260,13 +268,11 @@ def record(key: str, testbed: str, values=None, *, notebook: str, data_dir, **kw
 
 
 def current_verdict(o: dict) -> str:
-    """The verdict today's registry and :func:`verdict` give a recorded outcome ``o`` (from its stored interval,
-    its basis and the claim's current band). The ledger compares it with the verdict stored at record time: the
+    """The verdict today's registry gives a recorded outcome ``o`` (:func:`decide` on its stored interval and seed
+    count, against the claim's current band). The ledger compares it with the verdict stored at record time: the
     two differ when the rule or a band changed after the notebook ran, and the notebook's text is then stale."""
-    c = get(o["claim"])
-    if o["basis"][:1].isdigit() and 0 < o["n"] < MIN_SEEDS:  # per-seed values, too few for an interval
-        return "inconclusive"
-    return verdict(o["ci"], c.band)
+    per_seed = o["basis"][:1].isdigit()  # "5 seeds" (assess's per-seed basis), not "exact" or "Monte Carlo interval"
+    return decide(get(o["claim"]).band, o["ci"], o["n"] if per_seed else None)
 
 
 def summary_line(o: dict) -> str:

@@ -3,8 +3,8 @@
 A result's key is built from three things: the configuration and seed it was computed from, the
 versions of the numerical libraries with the environment variables that change their numbers
 (``NUMERICS_ENV``: XLA's compiler flags, the platform, the precision), and the source of exactly the
-library modules its computation can reach — the modules named in ``code=`` and, transitively, every ``gvatheory`` module they import
-(read from their ``import`` statements, function-local ones included). Editing any other file — a
+library modules its computation can reach — the modules named in ``code=`` and, transitively, every
+``gvatheory`` module they import (read from their ``import`` statements, function-local ones included). Editing any other file — a
 notebook, the README, the figure style, the language model when the result is a BC run — leaves the
 result cached; editing a module the computation imports recomputes it.
 

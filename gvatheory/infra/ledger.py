@@ -35,9 +35,10 @@ def collect(folder) -> list[dict]:
             notebook that recorded it ran under an older rule and its text would disagree with the ledger.
     """
     order = {c.key: i for i, c in enumerate(C.REGISTRY)}
-    outs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+    paths = sorted(Path(folder).glob("*.json"))
+    outs = [json.loads(p.read_text()) for p in paths]
     stale = []
-    for p, o in zip(sorted(Path(folder).glob("*.json")), outs):
+    for p, o in zip(paths, outs):
         if o.get("claim") not in order:
             raise ValueError(f"{folder}: an outcome of unknown claim {o.get('claim')!r}")
         now, band = C.current_verdict(o), C.get(o["claim"]).threshold
