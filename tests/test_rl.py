@@ -98,6 +98,47 @@ def test_checkpoint_resume_and_cache(tmp_path, monkeypatch):
     again = rl.train(TINY, progress=False)  # loads
     for a, b in zip(jax.tree.leaves(out["actor"]), jax.tree.leaves(again["actor"])):
         np.testing.assert_array_equal(a, b)
+    # the target actor is evaluated on the same starts as the actor at every evaluation, across the resume
+    assert again["curve_return_t"].shape == (3, 2)
+    np.testing.assert_array_equal(again["curve_return_t"][-1], rl.evaluate(TINY, again["actor_t"], 2, seed=10_000 + 300).ret)
+    np.testing.assert_array_equal(again["curve_return"][-1], rl.evaluate(TINY, again["actor"], 2, seed=10_000 + 300).ret)
+
+
+def test_evaluating_the_target_actor_leaves_training_unchanged(tmp_path, monkeypatch):
+    """A run resumed from a checkpoint without target evaluations (as one begun before they were recorded)
+    stops evaluating the target, yet trains to the very same actor as a run that evaluated it throughout."""
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "full"))
+    full = rl.train(TINY, progress=False)
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "old"))
+    rl.train(TINY, progress=False, until=200)
+    ckpt = rl.run_dir(TINY) / "checkpoint.npz"
+    with np.load(ckpt) as f:
+        kept = {k: f[k] for k in f.files if k != "curve_return_t"}
+    assert len(kept) < len(np.load(ckpt).files)
+    np.savez(ckpt, **kept)
+    old = rl.train(TINY, progress=False)
+    assert old["curve_return_t"] is None
+    for a, b in zip(jax.tree.leaves(full["actor"]) + jax.tree.leaves(full["actor_t"]), jax.tree.leaves(old["actor"]) + jax.tree.leaves(old["actor_t"])):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(full["curve_return"], old["curve_return"])
+
+
+@pytest.mark.parametrize("task", ["InvertedDoublePendulum-v5", "Hopper-v5"])
+def test_a_resumed_run_is_the_uninterrupted_one(tmp_path, monkeypatch, task):
+    """Stopped at a checkpoint mid-episode (Hopper: with contacts, whose solver warm-starts) and resumed, a run
+    trains to the very actor, targets and learning curve of the run that never stopped."""
+    cfg = dataclasses.replace(TINY, task=task)
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "whole"))
+    whole = rl.train(cfg, progress=False)
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "pieces"))
+    assert rl.train(cfg, progress=False, until=100) is None and rl.train(cfg, progress=False, until=200) is None
+    with np.load(rl.run_dir(cfg) / "checkpoint.npz") as f:
+        assert 0 < int(f["ep_len"])  # stopped inside an episode
+    pieces = rl.train(cfg, progress=False)
+    for a, b in zip(jax.tree.leaves((whole["actor"], whole["actor_t"])), jax.tree.leaves((pieces["actor"], pieces["actor_t"]))):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(whole["curve_return"], pieces["curve_return"])
+    np.testing.assert_array_equal(whole["curve_return_t"], pieces["curve_return_t"])
 
 
 def test_same_seed_same_actor(tmp_path, monkeypatch):

@@ -243,9 +243,11 @@ def train(cfg: TD3Config, *, progress: bool = True, until: int | None = None) ->
     ``until``: stop at this step (a multiple of ``checkpoint_every``) after writing the checkpoint, and
     return None — training in pieces; the next call resumes there.
 
-    Returns a dict: ``actor`` (the parameter pytree), ``curve_steps`` [E], ``curve_return`` [E, eval_episodes]
-    (deterministic-actor returns at each evaluation), ``train_s`` (seconds of training on this machine,
-    summed over resumptions).
+    Returns a dict: ``actor`` (the parameter pytree), ``actor_t`` (TD3's target actor: the exponential moving
+    average of the actor's iterates, weight ``tau`` per actor update), ``curve_steps`` [E], ``curve_return``
+    [E, eval_episodes] (the deterministic actor's returns at each evaluation), ``curve_return_t`` (the target
+    actor's on the same starts, or None for a run begun before they were recorded), ``train_s`` (seconds of
+    training and evaluation on this machine, summed over resumptions).
     """
     from tqdm import tqdm
 
@@ -255,21 +257,23 @@ def train(cfg: TD3Config, *, progress: bool = True, until: int | None = None) ->
     template = _init(cfg, env.obs_dim, env.act_dim, jax.random.key(cfg.seed))
     if final.exists():
         state, extra = _load_state(final, template)
-        return dict(actor=state["actor"], curve_steps=extra["curve_steps"], curve_return=extra["curve_return"], train_s=float(extra["train_s"]))
+        return dict(actor=state["actor"], actor_t=state["actor_t"], curve_steps=extra["curve_steps"], curve_return=extra["curve_return"],
+                    curve_return_t=extra.get("curve_return_t"), train_s=float(extra["train_s"]))
     d.mkdir(parents=True, exist_ok=True)
     ckpt = d / "checkpoint.npz"
     cap, od, ad = cfg.steps, env.obs_dim, env.act_dim
     buf = {"obs": np.zeros((cap, od), np.float32), "act": np.zeros((cap, ad), np.float32), "rew": np.zeros(cap, np.float32),
            "nobs": np.zeros((cap, od), np.float32), "done": np.zeros(cap, np.float32)}
-    state, t, curve_steps, curve_return, train_s = template, 0, [], [], 0.0
-    rng = np.random.default_rng(cfg.seed)
+    state, t, curve_steps, curve_return, curve_return_t, train_s = template, 0, [], [], [], 0.0
+    rng, resumed = np.random.default_rng(cfg.seed), {}
     if ckpt.exists():  # resume
-        state, extra = _load_state(ckpt, template)
-        t, train_s = int(extra["t"]), float(extra["train_s"])
+        state, resumed = _load_state(ckpt, template)
+        t, train_s = int(resumed["t"]), float(resumed["train_s"])
         for k in buf:
-            buf[k][:t] = extra[f"buf_{k}"]
-        curve_steps, curve_return = list(extra["curve_steps"]), list(extra["curve_return"])
-        rng.bit_generator.state = json.loads(str(extra["rng"]))
+            buf[k][:t] = resumed[f"buf_{k}"]
+        curve_steps, curve_return = list(resumed["curve_steps"]), list(resumed["curve_return"])
+        curve_return_t = list(resumed["curve_return_t"]) if "curve_return_t" in resumed else None  # a run begun before targets were evaluated
+        rng.bit_generator.state = json.loads(str(resumed["rng"]))
     update = _make_update(cfg)
     act_fn = acting_fn(cfg, od, ad)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
@@ -278,7 +282,14 @@ def train(cfg: TD3Config, *, progress: bool = True, until: int | None = None) ->
         qpos, qvel = mjenv.reset_states(cfg.task, 1, rng=rng)
         return env.reset(qpos, qvel)[0], 0
 
-    obs, ep_len = new_episode()
+    if "env_physics" in resumed:
+        # resume mid-episode exactly where the checkpoint stopped: the simulation, the episode's length and the
+        # JAX key, so that a resumed run is the uninterrupted one bit for bit (older checkpoints lack them: a
+        # new episode and the initial key, a valid run of TD3 but another one)
+        obs = env.restore({k[4:]: v for k, v in resumed.items() if k.startswith("env_")})[0]
+        ep_len, key = int(resumed["ep_len"]), jax.random.wrap_key_data(jnp.asarray(resumed["key"]))
+    else:
+        obs, ep_len = new_episode()
     bar = tqdm(total=cfg.steps, initial=t, desc=f"TD3 {cfg.task} seed {cfg.seed}", disable=not progress, mininterval=5.0, unit="step")
     t_start = time.perf_counter()
     if until is not None and (until % cfg.checkpoint_every or not 0 < until <= cfg.steps):
@@ -308,16 +319,21 @@ def train(cfg: TD3Config, *, progress: bool = True, until: int | None = None) ->
             r = evaluate(cfg, state["actor"], cfg.eval_episodes, seed=10_000 + t)
             curve_steps.append(t)
             curve_return.append(r.ret)
+            if curve_return_t is not None:  # the target actor (an EMA of the actor) on the same starts; training's numbers are untouched
+                curve_return_t.append(evaluate(cfg, state["actor_t"], cfg.eval_episodes, seed=10_000 + t).ret)
             bar.set_postfix(ret=f"{r.ret.mean():.0f}")
         if t % cfg.checkpoint_every == 0 or t == cfg.steps:
             elapsed = train_s + time.perf_counter() - t_start
             extra = dict(t=t, train_s=elapsed, curve_steps=np.asarray(curve_steps), curve_return=np.asarray(curve_return).reshape(-1, cfg.eval_episodes),
                          rng=np.asarray(json.dumps(rng.bit_generator.state)))
+            if curve_return_t is not None:
+                extra["curve_return_t"] = np.asarray(curve_return_t).reshape(-1, cfg.eval_episodes)
             if t == cfg.steps:
-                _save(final, state, {k: v for k, v in extra.items() if k in ("curve_steps", "curve_return", "train_s")})
+                _save(final, state, {k: v for k, v in extra.items() if k in ("curve_steps", "curve_return", "curve_return_t", "train_s")})
                 ckpt.unlink(missing_ok=True)
             else:
-                _save(ckpt, state, {**extra, **{f"buf_{k}": v[:t] for k, v in buf.items()}})
+                resume = {"ep_len": np.asarray(ep_len), "key": np.asarray(jax.random.key_data(key)), **{f"env_{k}": v for k, v in env.snapshot().items()}}
+                _save(ckpt, state, {**extra, **resume, **{f"buf_{k}": v[:t] for k, v in buf.items()}})
                 if t == until:
                     bar.close()
                     return None

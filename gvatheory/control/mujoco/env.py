@@ -35,6 +35,7 @@ def default_threads() -> int:
     return int(os.environ.get("GVATHEORY_MJ_THREADS", min(os.cpu_count() or 1, 16)))
 
 
+_INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION  # the state that reproduces a simulation exactly
 _BADQPOS, _BADQVEL, _BADQACC = (int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC))
 
 
@@ -142,6 +143,30 @@ class BatchEnv:
     def state(self) -> np.ndarray:
         """[qpos, qvel] of every environment, [n, nq + nv]."""
         return np.concatenate([self.raw["qpos"], self.raw["qvel"]], 1)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Everything the next :meth:`step` reads, as arrays: each environment's MuJoCo integration state
+        (``mjSTATE_INTEGRATION``: time, qpos, qvel, actuator state, the solver's warm start, controls, ...)
+        and the batch the task reads. :meth:`restore` of it continues the simulation bit for bit."""
+        size = mujoco.mj_stateSize(self.model, _INTEGRATION)
+        phys = np.zeros((self.n, size))
+        for i, d in enumerate(self.datas):
+            mujoco.mj_getState(self.model, d, phys[i], _INTEGRATION)
+        return {"physics": phys, **{f"raw_{k}": v.copy() for k, v in self.raw.items()}}
+
+    def restore(self, snap: dict[str, np.ndarray]) -> np.ndarray:
+        """Sets every environment to a :meth:`snapshot` (of this task and batch size); returns obs [n, obs_dim]."""
+        phys = np.asarray(snap["physics"], float)
+        if phys.shape != (self.n, mujoco.mj_stateSize(self.model, _INTEGRATION)):
+            raise ValueError(f"a snapshot of another task or batch size: physics {phys.shape}")
+        for i, d in enumerate(self.datas):
+            mujoco.mj_resetData(self.model, d)  # clears the warning counters, as a reset does
+            mujoco.mj_setState(self.model, d, phys[i], _INTEGRATION)
+        for k in self.raw:
+            self.raw[k][:] = snap[f"raw_{k}"]
+        # the counters restart at 0 (mj_resetData) while raw keeps the snapshot's: step compares the two
+        self.raw["unstable"][:] = 0
+        return self.task.obs(self.raw)
 
 
 def rollout(name: str, policy: Callable, qpos0, qvel0, horizon: int, *, progress: bool | str = False, threads: int | None = None) -> Rollout:
