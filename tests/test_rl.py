@@ -214,7 +214,8 @@ def test_promote_ships_what_load_expert_reads_and_a_stale_one_is_refused(tmp_pat
     monkeypatch.setitem(rl.EXPERTS, task, TINY)
     with pytest.raises(FileNotFoundError, match="nothing to promote"):
         experts.promote(task)
-    trained = rl.train(TINY, progress=False)["actor"]
+    out = rl.train(TINY, progress=False)
+    trained = out["actor"]
     path = experts.promote(task)
     rec = experts.shipped(task)
     assert path.exists() and rec["config"] == dataclasses.asdict(TINY) and rec["published"] == {}
@@ -225,6 +226,9 @@ def test_promote_ships_what_load_expert_reads_and_a_stale_one_is_refused(tmp_pat
         np.testing.assert_array_equal(a, b)
     r = rl.evaluate(TINY, actor, 3, seed=rec["evaluation"]["seed"])
     np.testing.assert_array_equal(r.ret, rec["evaluation"]["returns"])
+    # the target actor's episodes beside them, and its learning curve, as recorded in training
+    np.testing.assert_array_equal(rl.evaluate(TINY, out["actor_t"], 3, seed=rec["evaluation"]["seed"]).ret, rec["target_evaluation"]["returns"])
+    np.testing.assert_allclose(rec["curve"]["target_mean"], out["curve_return_t"].mean(-1))
     monkeypatch.setitem(rl.EXPERTS, task, dataclasses.replace(TINY, steps=400))
     with pytest.raises(FileNotFoundError, match="another configuration"):
         experts.load_expert(task)

@@ -101,7 +101,8 @@ def expert_summary(task: str, *, seed: int = 0) -> dict:
 def promote(task: str, *, seed: int = 0) -> Path:
     """Copies the cache's trained expert of ``task`` into the package (``SHIPPED_DIR``) with its record:
     the algorithm and its version, the configuration, training steps and time, the learning curve, an
-    evaluation over ``EVAL_EPISODES`` episodes from the seeded starts (every return kept), the actor's actions
+    evaluation over ``EVAL_EPISODES`` episodes from the seeded starts (every return kept; TD3's target actor, the
+    EMA of the actor's iterates, on the same episodes beside it, not shipped), the actor's actions
     at those starts (``probe``: what a test reproduces exactly) and where the mean return lies against the
     published TD3 results. Returns the record's path."""
     import platform
@@ -113,6 +114,7 @@ def promote(task: str, *, seed: int = 0) -> Path:
         raise FileNotFoundError(f"nothing to promote: {task} is not trained (run `python -m gvatheory.control.rl --task {task}`)")
     out = rl.train(cfg, progress=False)
     r = rl.evaluate(cfg, out["actor"], EVAL_EPISODES, seed=EVAL_SEED)
+    rt = rl.evaluate(cfg, out["actor_t"], EVAL_EPISODES, seed=EVAL_SEED)  # TD3's target actor (an EMA of the actor) on the same starts
     # the actor's actions at the evaluation's start states: a check of the actor itself that, unlike a
     # 1000-step closed loop through contacts, does not amplify last-bit rounding differences
     env = mjenv.BatchEnv(task, EVAL_EPISODES, threads=1)
@@ -120,14 +122,17 @@ def promote(task: str, *, seed: int = 0) -> Path:
     probe_act = np.asarray(jax.jit(lambda o: rl._actor(cfg, out["actor"], o))(jnp.asarray(probe_obs, jnp.float32)))
     SHIPPED_DIR.mkdir(exist_ok=True)
     np.savez_compressed(SHIPPED_DIR / f"{task}.npz", **{f"a{i}": np.asarray(x, np.float32) for i, x in enumerate(jax.tree.leaves(out["actor"]))})
-    cr = np.asarray(out["curve_return"])
+    cr, crt = np.asarray(out["curve_return"]), out["curve_return_t"]
+    episodes = lambda x: dict(returns=[float(v) for v in x.ret], failed=[bool(v) for v in x.failed], mean=float(x.ret.mean()), std=float(x.ret.std()))
     rec = dict(task=task, algorithm="TD3 (Fujimoto et al. 2018; gvatheory.control.rl)", algo_version=rl.ALGO_VERSION, config=dataclasses.asdict(cfg),
                training=dict(env_steps=cfg.steps, minutes=out["train_s"] / 60, machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
                              threads=os.cpu_count(), jax=jax.__version__, mujoco=__import__("mujoco").__version__),
-               evaluation=dict(seed=EVAL_SEED, episodes=EVAL_EPISODES, horizon=cfg.episode_steps, returns=[float(x) for x in r.ret],
-                               failed=[bool(x) for x in r.failed], mean=float(r.ret.mean()), std=float(r.ret.std())),
+               evaluation=dict(seed=EVAL_SEED, episodes=EVAL_EPISODES, horizon=cfg.episode_steps, **episodes(r)),
+               # not shipped, for comparison: TD3's target actor, the EMA of the actor's iterates (weight tau per update)
+               target_evaluation=episodes(rt),
                probe=dict(obs=np.asarray(probe_obs, np.float32).tolist(), actions=probe_act.tolist()),
-               curve=dict(steps=[int(x) for x in out["curve_steps"]], mean=[float(x) for x in cr.mean(-1)], std=[float(x) for x in cr.std(-1)]),
+               curve=dict(steps=[int(x) for x in out["curve_steps"]], mean=[float(x) for x in cr.mean(-1)], std=[float(x) for x in cr.std(-1)],
+                          **({} if crt is None else dict(target_mean=[float(x) for x in crt.mean(-1)], target_std=[float(x) for x in crt.std(-1)]))),
                published={src: dict(mean=m, std=sd, where=rl.compare_published(task, float(r.ret.mean()))[src]) for src, (m, sd) in rl.PUBLISHED.get(task, {}).items()})
     path = SHIPPED_DIR / f"{task}.json"
     path.write_text(json.dumps(rec, indent=1) + "\n")

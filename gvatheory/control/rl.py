@@ -358,8 +358,10 @@ def main(argv=None) -> int:
         cfg = dataclasses.replace(EXPERTS[name], seed=a.seed, **({"steps": a.steps} if a.steps else {}))
         out = train(cfg)
         r = evaluate(cfg, out["actor"], 20, seed=123)  # the episodes experts.promote records
+        rt = evaluate(cfg, out["actor_t"], 20, seed=123)
         print(f"{name}: {cfg.steps} steps in {out['train_s'] / 60:.1f} min; final actor over 20 episodes: {r.ret.mean():.0f} ± {r.ret.std():.0f} "
-              f"(failed {r.failed.sum()}/20); published at 1M steps: {published_text(name, r.ret.mean())}")
+              f"(failed {r.failed.sum()}/20); published at 1M steps: {published_text(name, r.ret.mean())}; "
+              f"its target actor (EMA, not shipped): {rt.ret.mean():.0f} ± {rt.ret.std():.0f} (failed {rt.failed.sum()}/20)")
         if a.promote:
             from gvatheory.control import experts
 
