@@ -232,3 +232,21 @@ def test_promote_ships_what_load_expert_reads_and_a_stale_one_is_refused(tmp_pat
     monkeypatch.setitem(rl.EXPERTS, task, dataclasses.replace(TINY, steps=400))
     with pytest.raises(FileNotFoundError, match="another configuration"):
         experts.load_expert(task)
+
+
+def test_an_expert_is_its_recipes_seed(tmp_path, monkeypatch):
+    """A recipe's own seed is the expert's: trained, promoted and loaded without naming it; another seed is another
+    run (not the shipped one), and the command line refuses to ship a seed the recipe does not name."""
+    task, cfg = "InvertedDoublePendulum-v5", dataclasses.replace(TINY, seed=3)
+    monkeypatch.setenv("GVATHEORY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(experts, "SHIPPED_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(experts, "EVAL_EPISODES", 2)
+    monkeypatch.setitem(rl.EXPERTS, task, cfg)
+    rl.train(cfg, progress=False)
+    experts.promote(task)
+    assert experts.shipped(task)["config"]["seed"] == 3 and rl.run_dir(cfg).name.startswith(f"{task}-seed3-")
+    assert experts.expert_actor(task)[1] == "shipped" and experts.expert_actor(task, seed=3)[1] == "shipped"
+    with pytest.raises(FileNotFoundError, match="another configuration"):
+        experts.expert_actor(task, seed=0)
+    with pytest.raises(SystemExit):
+        rl.main(["--task", task, "--seed", "0", "--promote"])

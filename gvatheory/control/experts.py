@@ -36,6 +36,11 @@ def _dims(task: str) -> tuple[int, int]:
     return env.obs_dim, env.act_dim
 
 
+def _recipe(task: str, seed: int | None) -> rl.TD3Config:
+    """``rl.EXPERTS[task]``, at ``seed`` if one is given (None: the recipe's own seed, the one shipped)."""
+    return rl.EXPERTS[task] if seed is None else dataclasses.replace(rl.EXPERTS[task], seed=seed)
+
+
 def _matches(rec: dict | None, cfg: rl.TD3Config) -> bool:
     """Whether a shipped record was trained with the recipe ``cfg`` and this ``ALGO_VERSION`` (else it is stale)."""
     return rec is not None and rec["config"] == dataclasses.asdict(cfg) and rec["algo_version"] == rl.ALGO_VERSION
@@ -48,10 +53,10 @@ def _shipped_actor(task: str, cfg: rl.TD3Config):
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
-def expert_actor(task: str, *, seed: int = 0):
+def expert_actor(task: str, *, seed: int | None = None):
     """The expert's actor parameters and where they came from ("shipped" or the cache's run folder).
 
-    The shipped expert is used when its recorded configuration is ``rl.EXPERTS[task]`` at this seed and
+    The shipped expert is used when its recorded configuration is ``rl.EXPERTS[task]`` (at ``seed``, if given) and
     ``ALGO_VERSION`` (a changed recipe makes it stale); otherwise the cache's trained run (``make experts``).
 
     Raises:
@@ -60,7 +65,7 @@ def expert_actor(task: str, *, seed: int = 0):
     """
     if task not in rl.EXPERTS:
         raise ValueError(f"no expert configuration for {task!r}; known: {sorted(rl.EXPERTS)}")
-    cfg = dataclasses.replace(rl.EXPERTS[task], seed=seed)
+    cfg = _recipe(task, seed)
     rec = shipped(task)
     if _matches(rec, cfg):
         return _shipped_actor(task, cfg), "shipped"
@@ -71,34 +76,34 @@ def expert_actor(task: str, *, seed: int = 0):
     return rl.train(cfg, progress=False)["actor"], str(rl.run_dir(cfg))
 
 
-def expert_id(task: str, *, seed: int = 0) -> str:
+def expert_id(task: str, *, seed: int | None = None) -> str:
     """Which expert :func:`expert_actor` would load, as a cache key: the shipped actor's content hash, or the trained run's folder name."""
-    cfg = dataclasses.replace(rl.EXPERTS[task], seed=seed)
+    cfg = _recipe(task, seed)
     if _matches(shipped(task), cfg):
         return "shipped-" + hashlib.sha256((SHIPPED_DIR / f"{task}.npz").read_bytes()).hexdigest()[:12]
     return rl.run_dir(cfg).name
 
 
-def load_expert(task: str, *, seed: int = 0):
+def load_expert(task: str, *, seed: int | None = None):
     """The expert of ``task`` as ``expert(obs, state) -> action`` (the shipped one if it matches, else the cache's; see :func:`expert_actor`)."""
-    cfg = dataclasses.replace(rl.EXPERTS[task], seed=seed) if task in rl.EXPERTS else None
+    cfg = _recipe(task, seed) if task in rl.EXPERTS else None
     actor, _ = expert_actor(task, seed=seed)
     act = jax.jit(lambda o: rl._actor(cfg, actor, o))
     return lambda obs, state: np.asarray(act(jnp.asarray(obs, jnp.float32)), float)
 
 
-def expert_summary(task: str, *, seed: int = 0) -> dict:
+def expert_summary(task: str, *, seed: int | None = None) -> dict:
     """What :func:`expert_actor` would load, in numbers: ``source`` ("shipped" or the run folder), ``env_steps``,
     ``minutes`` of training, ``last_eval`` (mean return of the learning curve's last evaluation)."""
     _, source = expert_actor(task, seed=seed)
     if source == "shipped":
         rec = shipped(task)
         return dict(source=source, env_steps=rec["training"]["env_steps"], minutes=rec["training"]["minutes"], last_eval=rec["curve"]["mean"][-1])
-    out = rl.train(dataclasses.replace(rl.EXPERTS[task], seed=seed), progress=False)
+    out = rl.train(_recipe(task, seed), progress=False)
     return dict(source=source, env_steps=rl.EXPERTS[task].steps, minutes=out["train_s"] / 60, last_eval=float(np.mean(out["curve_return"][-1])))
 
 
-def promote(task: str, *, seed: int = 0) -> Path:
+def promote(task: str, *, seed: int | None = None) -> Path:
     """Copies the cache's trained expert of ``task`` into the package (``SHIPPED_DIR``) with its record:
     the algorithm and its version, the configuration, training steps and time, the learning curve, an
     evaluation over ``EVAL_EPISODES`` episodes from the seeded starts (every return kept; TD3's target actor, the
@@ -109,7 +114,7 @@ def promote(task: str, *, seed: int = 0) -> Path:
 
     if task not in rl.EXPERTS:
         raise ValueError(f"no expert configuration for {task!r}; known: {sorted(rl.EXPERTS)}")
-    cfg = dataclasses.replace(rl.EXPERTS[task], seed=seed)
+    cfg = _recipe(task, seed)
     if not (rl.run_dir(cfg) / "final.npz").exists():
         raise FileNotFoundError(f"nothing to promote: {task} is not trained (run `python -m gvatheory.control.rl --task {task}`)")
     out = rl.train(cfg, progress=False)
