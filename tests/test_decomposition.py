@@ -35,8 +35,11 @@ def test_path_flats_endpoints_exact_and_linear():
 
 
 def test_fall_share_slope_and_conclusion():
-    num, den, best = dec.fall_share(0.4, {"a": 0.3, "b": 0.1})
+    num, den, best = dec.fall_share((0.4, 100.0), {"a": (0.3, 120.0), "b": (0.1, 100.0)})
     assert (num, den, best) == (pytest.approx(0.3), 0.4, "b")
+    # a reference that falls least but returns less than the raw iterates does not compete
+    assert dec.fall_share((0.4, 100.0), {"a": (0.3, 120.0), "b": (0.0, 99.0)}) == (pytest.approx(0.1), 0.4, "a")
+    assert dec.fall_share((0.4, 100.0), {"b": (0.0, 99.0)}) == (0.0, 0.4, None)  # none keeps the score: no fall removed
     assert dec.path_slope([0, 1, 2], [0.1, 0.3, 0.5]) == pytest.approx(0.2)
     assert dec.conclusion((0.6, 0.9)) == "variance-dominated"
     assert dec.conclusion((0.1, 0.4)) == "bias-dominated"
@@ -48,7 +51,7 @@ def test_fall_share_slope_and_conclusion():
         assert dec.conclusion(ci) == {"holds": "variance-dominated", "fails": "bias-dominated"}.get(v, "mixed")
     assert dec.conclusion((0.5, 0.72)) == dec.conclusion((0.2, 0.5)) == "mixed"
     with pytest.raises(ValueError):
-        dec.fall_share(0.4, {})
+        dec.fall_share((0.4, 100.0), {})
 
 
 @pytest.mark.parametrize("scale", ["smoke", "quick", "paper"])

@@ -9,7 +9,8 @@ iterates fall, four measurements on the runs of one task tell the two apart:
    the second half), and a branch of that run whose learning rate decays linearly to zero over its second
    half (same key: same initialisation and minibatches, identical up to the branch point). If the best of
    them still falls as often as the raw iterates, the falls are bias; if it does not, variance.
-   :func:`fall_share` is the share of the raw fall rate the best reference removes.
+   :func:`fall_share` is the share of the raw fall rate the best reference removes (a reference competes only
+   if its mean return is at least the raw iterates').
 2. **The start × checkpoint matrix** (:func:`start_concentration`): bias falls from the same starts at every
    checkpoint, variance from different starts at different checkpoints. Caveat: in a chaotic closed loop a
    slowly moving average also changes which starts fall, so this is read with the next test.
@@ -128,14 +129,24 @@ def fall_rate(failed) -> float:
     return float(np.mean(np.asarray(failed, bool)))
 
 
-def fall_share(raw_rate: float, reference_rates) -> tuple[float, float, str]:
+def fall_share(raw: tuple[float, float], references: dict[str, tuple[float, float]]) -> tuple[float, float, str | None]:
     """(numerator, denominator, best): the raw fall rate the best low-variance reference removes, raw − best, over
-    the raw rate, and the name of that reference (``reference_rates``: name -> fall rate). Their ratio is the
-    share of the falls that is variance; both are 0 when the raw iterates never fall (nothing to split)."""
-    if not reference_rates:
+    the raw rate, and the name of that reference. Their ratio is the share of the falls that is variance; both
+    are 0 when the raw iterates never fall (nothing to split).
+
+    ``raw`` and each of ``references`` (name -> value) are (fall rate, mean return) over their rollouts. Only a
+    reference that keeps the raw iterates' mean return competes for best: one that falls less because it does
+    less (an average still weighted on its initialisation, say) is not a low-variance version of the clone.
+    When none does, nothing low-variance removes a fall: the numerator is 0 and ``best`` is None.
+    """
+    if not references:
         raise ValueError("fall_share needs at least one reference")
-    best = min(reference_rates, key=reference_rates.get)
-    return float(raw_rate - reference_rates[best]), float(raw_rate), best
+    raw_rate, raw_return = (float(v) for v in raw)
+    eligible = {n: float(rate) for n, (rate, ret) in references.items() if ret >= raw_return}
+    if not eligible:
+        return 0.0, raw_rate, None
+    best = min(eligible, key=eligible.get)
+    return raw_rate - eligible[best], raw_rate, best
 
 
 def path_slope(s, rates) -> float:

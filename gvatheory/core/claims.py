@@ -133,7 +133,8 @@ REGISTRY: tuple[Claim, ...] = (
           "(this repository) where the raw iterates of a clone fall, a low-variance version of the same run does not: the falls are the "
           "variance SGD noise adds, not the imitation error of the clone",
           "share of the raw iterates' fall rate that the best low-variance reference of the same run removes (a long average, or the "
-          "learning rate decayed to 0): (rate_raw − rate_best) ÷ rate_raw; above 1/2 the falls are mostly variance, below it mostly bias",
+          "learning rate decayed to 0; only one whose mean return is at least the raw iterates' competes): (rate_raw − rate_best) ÷ "
+          "rate_raw; above 1/2 the falls are mostly variance, below it mostly bias",
           (0.5, INF), ("12",), ratio=True),
 )
 CLAIMS = {c.key: c for c in REGISTRY}
