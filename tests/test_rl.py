@@ -200,6 +200,9 @@ def test_shipped_expert_reproduces_its_record(task, tmp_path, monkeypatch):
     r = rl.evaluate(cfg, actor, ev["episodes"], seed=ev["seed"])
     assert abs(r.ret.mean() - ev["mean"]) <= 3 * np.sqrt(2 / ev["episodes"]) * ev["std"], (r.ret.mean(), ev["mean"])
     assert ev["mean"] == pytest.approx(np.mean(ev["returns"])) and len(ev["returns"]) == ev["episodes"] == len(ev["failed"])
+    if "target_evaluation" in rec:  # recorded since target actors are evaluated (the actor itself is not shipped)
+        te = rec["target_evaluation"]
+        assert te["mean"] == pytest.approx(np.mean(te["returns"])) and len(te["returns"]) == ev["episodes"] == len(te["failed"])
     assert {src: v["where"] for src, v in rec["published"].items()} == rl.compare_published(task, ev["mean"])
     assert len(rec["curve"]["steps"]) == len(rec["curve"]["mean"]) and rec["curve"]["steps"][-1] == cfg.steps
 
