@@ -21,6 +21,8 @@ def test_committed_notebook_has_no_outputs_and_a_parameters_cell(nb):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs before committing"
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1 and all(k in "".join(params[0]["source"]) for k in ("scale", "seed", "fig_dir", "data_dir"))
+    ids = [c.get("id") for c in cells]  # nbformat 4.5 requires a unique id on every cell (a missing one only warns, for now)
+    assert None not in ids and len(set(ids)) == len(ids), "every cell needs a unique id"
 
 
 @pytest.fixture(scope="module")
