@@ -173,6 +173,19 @@ LOCOMOTION_TASKS = {"smoke": LOCOMOTION[:2], "quick": LOCOMOTION[:2], "paper": L
 LOCOMOTION_SEEDS = {"smoke": 1, "quick": 3, "paper": 5}
 
 
+def locomotion_tasks(tasks=None, scale: str = "quick") -> tuple[str, ...]:
+    """The locomotion tasks notebooks 11 and 12 run: ``tasks`` checked (one name or a list of names from
+    ``LOCOMOTION``, no repeats), or the scale's own (``LOCOMOTION_TASKS``) when None. Raises ValueError."""
+    _check(scale)
+    if tasks is None:
+        return LOCOMOTION_TASKS[scale]
+    names = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    unknown = [t for t in names if t not in LOCOMOTION]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"tasks must be None or distinct names from {LOCOMOTION}, got {tasks!r}")
+    return names
+
+
 def locomotion_config(task: str, scale: str = "paper") -> BCConfig:
     """The BC experiment of notebooks 11 and 12 on a locomotion task (needs the task's expert), with the
     long averages of :func:`gvatheory.control.decomposition.with_long_averages`."""

@@ -32,6 +32,16 @@ def test_bad_names_are_refused():
         presets.notebook("99", "quick")
     with pytest.raises(ValueError, match="task must be one of"):
         presets.locomotion_config("Swimmer-v5")
+    for bad in (["Swimmer-v5"], [], ["Hopper-v5", "Hopper-v5"], '["Hopper-v5"]'):  # the last: a list passed as text
+        with pytest.raises(ValueError, match="tasks must be None or distinct names"):
+            presets.locomotion_tasks(bad, "quick")
+
+
+def test_locomotion_tasks_default_to_the_scale_and_keep_the_order_given():
+    assert presets.locomotion_tasks(None, "quick") == ("Hopper-v5", "Walker2d-v5")
+    assert presets.locomotion_tasks(None, "paper") == presets.LOCOMOTION
+    assert presets.locomotion_tasks("Ant-v5", "quick") == ("Ant-v5",)
+    assert presets.locomotion_tasks(["Humanoid-v5", "Hopper-v5"], "smoke") == ("Humanoid-v5", "Hopper-v5")
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
