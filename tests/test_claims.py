@@ -216,3 +216,11 @@ def test_the_ledger_refuses_a_verdict_recorded_under_another_rule(tmp_path):
     path.write_text(json.dumps(o | {"ci": [1.0, 2.0]}))  # an interval touching the band's edge: inconclusive today
     with pytest.raises(ValueError, match="today's rule gives inconclusive"):
         ledger.collect(folder)
+    path.write_text(json.dumps({k: v for k, v in o.items() if k != "kind"}))  # an outcome from before outcomes stored their kind
+    with pytest.raises(ValueError, match=r"04__gva__cartpole.*no kind.*older version"):
+        ledger.collect(folder)
+    exact = next(folder.glob("03__ou__*.json"))  # one exact value decides; read as one seed it would be inconclusive
+    exact.write_text(json.dumps(json.loads(exact.read_text()) | {"kind": "per seed"}))
+    path.write_text(json.dumps(o))
+    with pytest.raises(ValueError, match=r"03__ou__.*recorded holds.*today's rule gives inconclusive"):
+        ledger.collect(folder)

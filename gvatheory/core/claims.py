@@ -212,7 +212,8 @@ def assess(key: str, values=None, *, den=None, estimate=None, ci=None, exact: bo
     undefined (NaN, or a ratio whose numerator and denominator are both 0) are dropped and counted.
 
     Returns a dict: ``claim``, ``number``, ``values`` (per seed; per-seed ratios for a ratio claim),
-    ``n`` (seeds used), ``dropped``, ``basis`` ("5 seeds", "exact", "Monte Carlo interval"), ``estimate``, ``ci``,
+    ``n`` (seeds used), ``dropped``, ``kind`` ("per seed", "exact" or "Monte Carlo": which rule :func:`decide` applies),
+    ``basis`` (the same for a reader: "5 seeds", "exact", "Monte Carlo interval"), ``estimate``, ``ci``,
     ``verdict``, ``threshold``, ``note``.
     """
     c = get(key)
@@ -223,6 +224,7 @@ def assess(key: str, values=None, *, den=None, estimate=None, ci=None, exact: bo
         est = float(estimate)
         lo, hi = (est, est) if exact else (float(ci[0]), float(ci[1]))
         per, n = [est], 1
+        kind = "exact" if exact else "Monte Carlo"
         basis = "exact" if exact else "Monte Carlo interval"
     else:
         x = np.atleast_1d(np.asarray(values, np.float64))
@@ -235,7 +237,7 @@ def assess(key: str, values=None, *, den=None, estimate=None, ci=None, exact: bo
         dropped = int((~ok).sum())
         x, d = x[ok], None if d is None else d[ok]
         n = int(len(x))
-        basis = f"{n} seed{'s' if n != 1 else ''}" + (f", {dropped} undefined" if dropped else "")
+        kind, basis = "per seed", f"{n} seed{'s' if n != 1 else ''}" + (f", {dropped} undefined" if dropped else "")
         with np.errstate(divide="ignore", invalid="ignore"):
             per = (x if d is None else x / d).tolist()
         if n == 0:
@@ -245,7 +247,7 @@ def assess(key: str, values=None, *, den=None, estimate=None, ci=None, exact: bo
             if n < MIN_SEEDS:
                 note = (note + "; " if note else "") + f"{n} seed{'s' if n > 1 else ''}: too few for an interval"
     v = decide(c.band, (lo, hi), n if values is not None else None)
-    return dict(claim=key, number=c.number, values=[float(p) for p in per], n=n, dropped=dropped, basis=basis, estimate=float(est), ci=[float(lo), float(hi)],
+    return dict(claim=key, number=c.number, values=[float(p) for p in per], n=n, dropped=dropped, kind=kind, basis=basis, estimate=float(est), ci=[float(lo), float(hi)],
                 verdict=v, threshold=c.threshold, note=note)
 
 
@@ -271,9 +273,11 @@ def record(key: str, testbed: str, values=None, *, notebook: str, data_dir, **kw
 def current_verdict(o: dict) -> str:
     """The verdict today's registry gives a recorded outcome ``o`` (:func:`decide` on its stored interval and seed
     count, against the claim's current band). The ledger compares it with the verdict stored at record time: the
-    two differ when the rule or a band changed after the notebook ran, and the notebook's text is then stale."""
-    per_seed = o["basis"][:1].isdigit()  # "5 seeds" (assess's per-seed basis), not "exact" or "Monte Carlo interval"
-    return decide(get(o["claim"]).band, o["ci"], o["n"] if per_seed else None)
+    two differ when the rule or a band changed after the notebook ran, and the notebook's text is then stale.
+    Raises ValueError for an outcome without ``kind`` (recorded by an older version: its notebook must re-run)."""
+    if o.get("kind") not in ("per seed", "exact", "Monte Carlo"):
+        raise ValueError(f"outcome of claim {o['claim']!r} has no kind (per seed, exact or Monte Carlo): recorded by an older version")
+    return decide(get(o["claim"]).band, o["ci"], o["n"] if o["kind"] == "per seed" else None)
 
 
 def summary_line(o: dict) -> str:

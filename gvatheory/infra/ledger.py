@@ -41,7 +41,12 @@ def collect(folder) -> list[dict]:
     for p, o in zip(paths, outs):
         if o.get("claim") not in order:
             raise ValueError(f"{folder}: an outcome of unknown claim {o.get('claim')!r}")
-        now, band = C.current_verdict(o), C.get(o["claim"]).threshold
+        band = C.get(o["claim"]).threshold
+        try:
+            now = C.current_verdict(o)
+        except ValueError as e:
+            stale.append(f"{p.name} (notebook {o['notebook']}): {e}")
+            continue
         if now != o["verdict"] or band != o["threshold"]:
             stale.append(f"{p.name} (notebook {o['notebook']}): recorded {o['verdict']} against {o['threshold']}, "
                          f"today's rule gives {now} against {band}")
@@ -103,7 +108,7 @@ def markdown(outcomes: list[dict], *, scale: str, compared: str | None = None) -
         lo, hi = o["ci"]
         ci = f" [{_fmt(lo)}, {_fmt(hi)}]" if o["verdict"] != "not applicable" and lo != hi else ""
         note = f" ({o['note']})" if o.get("note") else ""
-        per = ", ".join(_fmt(float(v)) for v in o["values"]) if o["basis"].endswith(("seed", "seeds")) or "undefined" in o["basis"] else "—"
+        per = ", ".join(_fmt(float(v)) for v in o["values"]) if o["kind"] == "per seed" else "—"
         row = (f"| {c.number} | {c.name} | {o['testbed']} ({o['notebook']}) | {_fmt(o['estimate'])}{ci} | {c.threshold} | {o['basis']} | {per} | "
                f"{NOTE[o['verdict']]}{note} |")
         lines.append(row + (f" {o.get('stability', '')} |" if compared else ""))
