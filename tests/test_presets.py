@@ -2,6 +2,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from gvatheory import presets
@@ -51,3 +52,16 @@ def test_notebooks_read_their_configuration_from_the_presets(nb):
         assert f'presets.notebook("{nb.name[:2]}", scale)' in code
     # no scale table in a notebook: no dict indexed by the scale, no branch on its name
     assert not re.search(r"\[scale\]|scale\s*(==|!=|in)\s", code), "a scale table or branch inside the notebook"
+
+
+def test_locomotion_noise_is_the_same_fraction_of_every_tasks_action_range():
+    """A tenth of half the action box on every task, read from the MuJoCo models (Humanoid's box is [-0.4, 0.4])."""
+    from gvatheory.control import mujoco as mjenv
+
+    for task in presets.LOCOMOTION:
+        low, high = mjenv.BatchEnv(task, 1).model.actuator_ctrlrange.T
+        assert np.allclose(low, -high), task  # symmetric boxes: one half-width per task
+        assert np.ptp(high) == 0, task
+        assert presets.LOCOMOTION_NOISE[task] == pytest.approx(0.1 * high[0], rel=1e-12), task
+        for scale in presets.SCALES:
+            assert presets.locomotion_config(task, scale).action_noise == presets.LOCOMOTION_NOISE[task]
