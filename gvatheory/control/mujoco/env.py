@@ -152,7 +152,8 @@ class BatchEnv:
         phys = np.zeros((self.n, size))
         for i, d in enumerate(self.datas):
             mujoco.mj_getState(self.model, d, phys[i], _INTEGRATION)
-        return {"physics": phys, **{f"raw_{k}": v.copy() for k, v in self.raw.items()}}
+        # not the instability counters: restore restarts them at 0 with MuJoCo's own warning counters
+        return {"physics": phys, **{f"raw_{k}": v.copy() for k, v in self.raw.items() if k != "unstable"}}
 
     def restore(self, snap: dict[str, np.ndarray]) -> np.ndarray:
         """Sets every environment to a :meth:`snapshot` (of this task and batch size); returns obs [n, obs_dim]."""
@@ -163,8 +164,9 @@ class BatchEnv:
             mujoco.mj_resetData(self.model, d)  # clears the warning counters, as a reset does
             mujoco.mj_setState(self.model, d, phys[i], _INTEGRATION)
         for k in self.raw:
-            self.raw[k][:] = snap[f"raw_{k}"]
-        # the counters restart at 0 (mj_resetData) while raw keeps the snapshot's: step compares the two
+            if k != "unstable":
+                self.raw[k][:] = snap[f"raw_{k}"]
+        # the counters restart at 0 (mj_resetData), and so does raw's copy of them: step compares the two
         self.raw["unstable"][:] = 0
         return self.task.obs(self.raw)
 
