@@ -245,10 +245,10 @@ def notebook(nb: str, scale: str) -> Preset:
             cfg=MUJOCO[s], n_seeds=MUJOCO_SEEDS[s],
             n_expert={"smoke": 8, "quick": 32, "paper": 64}[s],  # episodes of the expert's own evaluation
             n_noise={"smoke": 8, "quick": 32, "paper": 64}[s],  # episodes per executed-action noise level
-            tasks=LOCOMOTION_TASKS[s], loco_seeds=LOCOMOTION_SEEDS[s], loco={t: locomotion_config(t, s) for t in LOCOMOTION_TASKS[s]},
+            loco_seeds=LOCOMOTION_SEEDS[s],  # the tasks: locomotion_tasks(tasks, scale), each locomotion_config(task, scale)
         ),
         "12": lambda: Preset(
-            tasks=LOCOMOTION_TASKS[s], n_seeds=LOCOMOTION_SEEDS[s], loco={t: locomotion_config(t, s) for t in LOCOMOTION_TASKS[s]},
+            n_seeds=LOCOMOTION_SEEDS[s],  # the tasks: locomotion_tasks(tasks, scale), each locomotion_config(task, scale)
             n_path=3 if s == "smoke" else 5,  # checkpoints whose path from the EMA to the raw iterate is rolled out
             s_values=decomposition.S_VALUES,
         ),
