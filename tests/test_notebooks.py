@@ -99,6 +99,62 @@ def test_main_reports_a_failing_notebook_and_exits_nonzero(tmp_path, monkeypatch
     assert "98_broken.ipynb failed in cell 2" in capsys.readouterr().err
 
 
+def _notebook(path, params, *cells):
+    """Writes a notebook with the parameters cell ``params`` followed by ``cells`` (code) to ``path``."""
+    _broken_notebook(path, *cells)
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source = params
+    nbformat.write(nb, path)
+    return path
+
+
+def _claim(folder, name, testbed):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps({"testbed": testbed}))
+
+
+def test_tasks_reach_the_notebook_and_replace_only_their_claims(tmp_path):
+    params = "scale = 'x'\ntasks = None\ndata_dir = ''"
+    nb = _notebook(tmp_path / "11_t.ipynb", params, "from pathlib import Path; Path(data_dir, 'seen.txt').write_text(repr(tasks))")
+    data, claims_dir = tmp_path / "data", tmp_path / "claims"
+    data.mkdir()
+    _claim(claims_dir, "11__gva__Hopper-v5-1.json", "Hopper-v5")
+    _claim(claims_dir, "11__gva__Walker2d-v5-2.json", "Walker2d-v5")
+    _claim(claims_dir, "12__gva__Hopper-v5-1.json", "Hopper-v5")  # another notebook's: never touched
+    run = lambda nb, tasks: execute.run(nb, scale="smoke", seed=0, out_dir=tmp_path / "out", fig_dir=tmp_path, data_dir=data, tasks=tasks, log=lambda *_: None)
+    run(nb, ["Hopper-v5"])
+    assert (data / "seen.txt").read_text() == "['Hopper-v5']"
+    assert sorted(p.name for p in claims_dir.iterdir()) == ["11__gva__Walker2d-v5-2.json", "12__gva__Hopper-v5-1.json"]
+    run(nb, None)  # the scale's own tasks: the notebook's claims are all recorded anew
+    assert (data / "seen.txt").read_text() == "None"
+    assert sorted(p.name for p in claims_dir.iterdir()) == ["12__gva__Hopper-v5-1.json"]
+    # a notebook without a tasks parameter gets none, and all its claims are replaced
+    other = _notebook(tmp_path / "12_u.ipynb", "scale = 'x'\ndata_dir = ''", "assert 'tasks' not in globals()")
+    run(other, ["Walker2d-v5"])
+    assert not any(claims_dir.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tasks", "Nope-v5"], "--tasks: tasks must be"),
+    (["--tasks", "Hopper-v5", "Hopper-v5"], "--tasks: tasks must be"),
+    (["--tasks", "Hopper-v5", "--only", "02"], "applies to notebooks that take a tasks parameter"),
+])
+def test_bad_tasks_are_refused_before_any_notebook_runs(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(execute, "run", lambda *a, **k: pytest.fail("a notebook ran"))
+    with pytest.raises(SystemExit) as e:
+        execute.main(["--scale", "smoke", "--out-dir", str(tmp_path), "--fig-dir", str(tmp_path)] + args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_paper_scale_keeps_its_numbers_and_claims_with_its_figures():
+    from gvatheory.infra import ledger
+
+    assert ledger.data_dir("paper") == ledger.fig_dir("paper") / "data" == execute.ROOT / "figures" / "paper" / "data"
+    assert ledger.data_dir("quick") == execute.ROOT / "build" / "quick" / "data"
+
+
 class _FakeRun:
     """A stand-in for a notebook's process: finishes (with ``rc``) at its ``n``-th poll, and logs when."""
 

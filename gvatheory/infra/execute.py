@@ -7,10 +7,17 @@ stops the build with a non-zero exit that names the notebook and the cell. ``--j
 figures`` uses) runs two notebooks at a time, each in its own process with its console output in
 ``build/<scale>/NN_*.log``: on two cores a notebook alone leaves one idle through much of its compilation
 and Python work.
+
+``--tasks`` (``make figures TASKS="Walker2d-v5"``) runs notebooks 11 and 12 on the named locomotion tasks instead of
+the scale's own; their claims of other tasks, recorded by earlier runs into the same folder, are kept, so a
+long paper-scale build can be made task by task. At paper scale the plotted numbers and the claims go next to
+the figures (``figures/paper/data``, ``figures/paper/claims``), to be committed with them: that build takes
+hours, and these small files let anyone re-plot its figures and re-read its ledger without re-running it.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -45,8 +52,19 @@ def notebooks(only: list[str] | None = None, folder: Path = ROOT / "notebooks") 
     return nbs
 
 
-def run(nb: Path, *, scale: str, seed: int, out_dir: Path, fig_dir: Path, data_dir: Path, log=print) -> float:
+def takes_tasks(nb: Path) -> bool:
+    """Whether notebook ``nb`` has a ``tasks`` parameter (the locomotion tasks it runs: 11 and 12)."""
+    import papermill as pm
+
+    return "tasks" in pm.inspect_notebook(str(nb))
+
+
+def run(nb: Path, *, scale: str, seed: int, out_dir: Path, fig_dir: Path, data_dir: Path, tasks=None, log=print) -> float:
     """Executes one notebook with papermill; returns its wall time in seconds.
+
+    ``tasks`` (a list of locomotion task names, or None for the scale's own) goes to a notebook that takes it
+    (:func:`takes_tasks`); such a run replaces the notebook's recorded claims on those tasks only and keeps the
+    others'. Any other run replaces all of the notebook's claims.
 
     Raises:
         RuntimeError: naming the notebook, the cell and the error, if a cell fails.
@@ -54,14 +72,18 @@ def run(nb: Path, *, scale: str, seed: int, out_dir: Path, fig_dir: Path, data_d
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    params = dict(scale=scale, seed=seed, fig_dir=str(fig_dir.resolve()), data_dir=str(data_dir.resolve()))
+    if tasks is not None and takes_tasks(nb):
+        params["tasks"] = list(tasks)
     for old in (Path(data_dir).parent / "claims").glob(f"{nb.name[:2]}__*.json"):  # the notebook records its claims anew
-        old.unlink()
+        if "tasks" not in params or json.loads(old.read_text()).get("testbed") in params["tasks"]:
+            old.unlink()
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(
             str(nb),
             str(out_dir / nb.name),
-            parameters=dict(scale=scale, seed=seed, fig_dir=str(fig_dir.resolve()), data_dir=str(data_dir.resolve())),
+            parameters=params,
             cwd=str(nb.parent),
             kernel_name="python3",
             progress_bar=False,
@@ -132,20 +154,29 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="notebooks run at once, each in its own process (default: 1)")
     p.add_argument("--compare", type=Path, default=None, help="another build's claims folder, for the ledger's stability column")
     p.add_argument("--no-ledger", action="store_true", help="do not write CLAIMS.md after the notebooks")
+    p.add_argument("--tasks", nargs="+", default=None, help="locomotion tasks for notebooks 11 and 12, e.g. Walker2d-v5 (default: the scale's own)")
     a = p.parse_args(argv)
     if a.jobs < 1:
         p.error(f"--jobs must be >= 1, got {a.jobs}")
+    from gvatheory import presets
     from gvatheory.infra import ledger
 
+    if a.tasks is not None:  # checked before any notebook starts
+        try:
+            a.tasks = list(presets.locomotion_tasks(a.tasks, a.scale))
+        except ValueError as e:
+            p.error(f"--tasks: {e}")
+        if not any(takes_tasks(nb) for nb in notebooks(a.only)):
+            p.error(f"--tasks applies to notebooks that take a tasks parameter (11, 12); none of {a.only} does")
     out_dir = a.out_dir or ROOT / "build" / a.scale
     a.fig_dir = a.fig_dir or ledger.fig_dir(a.scale)
-    data_dir = a.data_dir or out_dir / "data"
+    data_dir = a.data_dir or (out_dir / "data" if a.out_dir else ledger.data_dir(a.scale))
     logs = {}
 
     def launch(nb):  # one notebook per process; its output goes to build/<scale>/NN_*.log
         logs[nb.name] = out_dir / f"{nb.stem}.log"
         cmd = [sys.executable, "-m", "gvatheory.infra.execute", "--scale", a.scale, "--seed", str(a.seed), "--only", nb.name[:2],
-               "--fig-dir", str(a.fig_dir), "--out-dir", str(out_dir), "--data-dir", str(data_dir), "--no-ledger"]
+               "--fig-dir", str(a.fig_dir), "--out-dir", str(out_dir), "--data-dir", str(data_dir), "--no-ledger"] + (["--tasks", *a.tasks] if a.tasks else [])
         with open(logs[nb.name], "w") as f:
             return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
 
@@ -154,7 +185,7 @@ def main(argv=None) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
             wall = run_parallel(notebooks(a.only), a.jobs, launch)
         else:
-            wall = sum(run(nb, scale=a.scale, seed=a.seed, out_dir=out_dir, fig_dir=a.fig_dir, data_dir=data_dir) for nb in notebooks(a.only))
+            wall = sum(run(nb, scale=a.scale, seed=a.seed, out_dir=out_dir, fig_dir=a.fig_dir, data_dir=data_dir, tasks=a.tasks) for nb in notebooks(a.only))
     except RuntimeError as e:
         log = next((f for name, f in logs.items() if str(e).startswith(name)), None)
         print(f"error: {e}" + (f"; its log: {log}\n{log.read_text()[-3000:]}" if log else ""), file=sys.stderr)

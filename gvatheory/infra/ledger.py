@@ -1,7 +1,7 @@
 """The claims ledger: collects what the notebooks recorded (:func:`gvatheory.core.claims.record`) into CLAIMS.md and a figure.
 
 ``python -m gvatheory.infra.ledger --scale quick`` (``make figures`` runs it after the notebooks) reads
-``build/<scale>/claims/*.json`` and writes ``CLAIMS.md`` and ``claims.{pdf,png}`` to the scale's figure
+``build/<scale>/claims/*.json`` (``figures/paper/claims`` at paper scale: see :func:`data_dir`) and writes ``CLAIMS.md`` and ``claims.{pdf,png}`` to the scale's figure
 folder (``figures/`` for quick, ``figures/<scale>/`` otherwise, so a scale's ledger never overwrites
 another's). With ``--compare DIR`` (``make stability`` passes the claims of a second build made with the
 tests' XLA flag: the same programs, rounded differently) a verdict that differs between the two builds is
@@ -24,6 +24,13 @@ NOTE = {"holds": "✅ holds", "fails": "❌ fails", "inconclusive": "❔ inconcl
 def fig_dir(scale: str) -> Path:
     """Where ``scale``'s figures and ledger go: ``figures/`` for the default build (quick), ``figures/<scale>/`` otherwise."""
     return ROOT / "figures" if scale == "quick" else ROOT / "figures" / scale
+
+
+def data_dir(scale: str) -> Path:
+    """Where ``scale``'s notebooks write their plotted numbers (and, in the sibling ``claims/``, their claims):
+    ``build/<scale>/data``, except at paper scale ``figures/paper/data``, committed with its figures (that build
+    takes hours on a GPU; its small files let anyone re-plot its figures and re-read its ledger without it)."""
+    return fig_dir("paper") / "data" if scale == "paper" else ROOT / "build" / scale / "data"
 
 
 def collect(folder) -> list[dict]:
@@ -228,12 +235,12 @@ def main(argv=None) -> int:
     """Command-line entry point (see ``--help``)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", default="quick", choices=("smoke", "quick", "paper"))
-    p.add_argument("--claims", type=Path, default=None, help="recorded outcomes (default: build/<scale>/claims)")
+    p.add_argument("--claims", type=Path, default=None, help="recorded outcomes (default: build/<scale>/claims; figures/paper/claims at paper scale)")
     p.add_argument("--out", type=Path, default=None, help="where CLAIMS.md goes (default: the scale's figure folder)")
     p.add_argument("--compare", type=Path, default=None, help="another build's claims folder: verdicts that differ become inconclusive")
     a = p.parse_args(argv)
     out = a.out or fig_dir(a.scale)
-    md = write(a.scale, a.claims or ROOT / "build" / a.scale / "claims", out, a.compare, default_readme(a.scale, out))
+    md = write(a.scale, a.claims or data_dir(a.scale).parent / "claims", out, a.compare, default_readme(a.scale, out))
     print(f"ledger: {md}")
     return 0
 
