@@ -224,3 +224,19 @@ def test_the_ledger_refuses_a_verdict_recorded_under_another_rule(tmp_path):
     path.write_text(json.dumps(o))
     with pytest.raises(ValueError, match=r"03__ou__.*recorded holds.*today's rule gives inconclusive"):
         ledger.collect(folder)
+
+
+def test_the_committed_paper_build_is_what_its_claims_and_numbers_give_today():
+    """figures/paper/ is committed (a paper-scale build takes hours): its ledger must be what its recorded claims give
+    under today's rules, and each of its figures must have the plotted numbers and a clean audit beside it."""
+    figs, data = ledger.fig_dir("paper"), ledger.data_dir("paper")
+    claims_dir = data.parent / "claims"
+    if not any(claims_dir.glob("*.json")):
+        pytest.skip("no paper-scale build is committed")
+    outcomes = ledger.collect(claims_dir)  # raises for an outcome recorded under another rule or band
+    assert (figs / "CLAIMS.md").read_text() == ledger.markdown(outcomes, scale="paper")
+    pngs = sorted(p.stem for p in figs.glob("*.png") if p.stem not in ("claims", "headline"))
+    assert pngs, "a paper-scale ledger without a figure"
+    for name in pngs:
+        assert (figs / f"{name}.pdf").exists() and (data / f"{name}.npz").exists(), name
+        assert json.loads((data / f"{name}.audit.json").read_text())["problems"] == [], name
