@@ -89,6 +89,20 @@ def test_scientific_tick_labels_and_the_fix():
     assert any(np.isclose(float(s.replace("−", "-")), v) for s in labels for v in (1.2, 1.5, 2.0))
 
 
+def test_thousands_labels_steps_without_an_offset():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([51_000, 100_000], [0, 1])
+    fig.canvas.draw()
+    assert ax.xaxis.get_major_formatter().get_offset() == "1e5"  # what matplotlib does unasked: an offset under the axis
+    plot.thousands(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels and all(s.endswith("k") for s in labels) and "100k" in labels
+    with pytest.raises(ValueError, match="axis"):
+        plot.thousands(ax, axis="z")
+    plt.close(fig)
+
+
 def test_savefig_writes_the_audit(tmp_path):
     import json
 

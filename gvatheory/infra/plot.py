@@ -89,6 +89,15 @@ def quiet_minor_ticks(*axes) -> None:
                 axis.set_minor_formatter(Plain(labelOnlyBase=False))
 
 
+def thousands(*axes, axis: str = "x") -> None:
+    """Ticks of ``axis`` ("x" or "y") labelled in thousands, ``50k`` rather than ``50000`` or an offset ``1e5`` that
+    collides with the axis label (training steps, returns)."""
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    for ax in axes:
+        getattr(ax, f"{axis}axis").set_major_formatter(lambda x, _: f"{x / 1000:g}k")
+
+
 def panels(fig) -> list:
     """The figure's panels: visible axes that are neither colour bars, insets nor twins of another panel."""
     out = []
