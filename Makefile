@@ -2,7 +2,7 @@
 # Both create (or reuse) .venv and install the package into it; nothing else is needed but Python 3.11 + pip.
 #   make figures [SCALE=smoke|quick|paper] [NB="02 03"] [SEED=0] [JOBS=2]
 #   make figures SCALE=paper GPU=1     # on a CUDA machine: installs JAX's CUDA 12 build first
-#   make figures SCALE=paper NB=12 TASKS="Walker2d-v5"   # notebooks 11/12 on some locomotion tasks; other tasks' claims are kept
+#   make figures SCALE=paper NB=12 TASKS="Walker2d-v5" JOBS=16   # 11/12 on some locomotion tasks (other tasks' claims kept), 16 seeds at once
 #   make experts [EXPERTS="Hopper-v5 Walker2d-v5"]   # TD3 experts for notebook 11's locomotion suite (~1 h each on 2 cores; resumable)
 #   make stability [SCALE=quick] [NB="04 10 11"]   # a second build with the tests' XLA flag; the ledger marks verdicts that moved
 #   make book [SCALE=quick]        # the executed notebooks of the last build as a static HTML site, build/<scale>/book/

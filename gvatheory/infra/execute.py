@@ -12,7 +12,9 @@ and Python work.
 the scale's own; their claims of other tasks, recorded by earlier runs into the same folder, are kept, so a
 long paper-scale build can be made task by task. At paper scale the plotted numbers and the claims go next to
 the figures (``figures/paper/data``, ``figures/paper/claims``), to be committed with them: that build takes
-hours, and these small files let anyone re-plot its figures and re-read its ledger without re-running it.
+hours, and these small files let anyone re-plot its figures and re-read its ledger without re-running it. With
+``--jobs N`` at paper scale the runs notebooks 11 and 12 read are first computed N at a time, one (task, seed) per
+process (:mod:`gvatheory.infra.precompute`): a notebook alone computes its seeds one after another on one core.
 """
 from __future__ import annotations
 
@@ -181,6 +183,11 @@ def main(argv=None) -> int:
             return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
 
     try:
+        picked = {nb.name[:2] for nb in notebooks(a.only)}
+        if a.scale == "paper" and a.jobs > 1 and picked & {"11", "12"}:  # their seeds in parallel processes first
+            from gvatheory.infra import precompute
+
+            precompute.run(a.tasks, a.scale, a.seed, a.jobs, pendulum="11" in picked)
         if a.jobs > 1:
             out_dir.mkdir(parents=True, exist_ok=True)
             wall = run_parallel(notebooks(a.only), a.jobs, launch)
