@@ -2,8 +2,9 @@
 
 A notebook computes its seeds one after another in one process, and a locomotion run's rollouts (C MuJoCo, stepped
 from Python) keep one core busy: at paper scale a Walker2d seed of notebook 12 (its main run, the decayed branch, the
-clean-label run and the path) is ~13 minutes of one core. This module computes the same results — the same calls
-with the same configurations, so the notebooks then read them from the cache — with ``jobs`` processes at once::
+clean-label run and the path) is ~13 minutes of one core. This module computes the same results with ``jobs``
+processes at once — :func:`locomotion_runs` is what notebook 12 itself calls, one seed at a time here — so the
+notebooks then read them from the cache::
 
     python -m gvatheory.infra.precompute --scale paper --tasks Walker2d-v5 --jobs 2
 
@@ -40,32 +41,58 @@ def units(tasks, scale: str, seed: int = 0, *, pendulum: bool = True) -> list[tu
     return out + [(t, s) for t in names for s in range(seed, seed + p11.loco_seeds)]
 
 
-def compute(task: str, scale: str, seed: int) -> float:
-    """Computes (or finds cached) everything notebooks 11 and 12 read for one (task, seed); returns seconds spent."""
+def locomotion_runs(task: str, scale: str, seeds) -> dict:
+    """Notebook 12's runs of ``task`` at ``scale`` for ``seeds`` (computed, or read from the cache): ``cfg``
+    (:func:`gvatheory.presets.locomotion_config`), ``main`` (constant learning rate, with the long averages; notebook
+    11's runs too), ``decd`` (the learning rate decayed to 0), ``clean`` (clean labels), each a list over the seeds, and
+    ``paths``: the rollouts along the EMA-to-raw path at :func:`path_checkpoints` of each main run."""
     from gvatheory import presets
     from gvatheory.control import bc
     from gvatheory.control import decomposition as dec
 
+    seeds = list(seeds)
+    p12 = presets.notebook("12", scale)
+    cfg = presets.locomotion_config(task, scale)
+    main = bc.run_seeds(cfg, seeds, desc=f"{task}: constant learning rate, long averages")
+    decd = bc.run_seeds(dec.decayed(cfg), seeds, desc=f"{task}: learning rate decayed to 0")
+    clean = bc.run_seeds(dec.clean(cfg), seeds, desc=f"{task}: clean labels")
+    idx = path_checkpoints(len(cfg.checkpoints), p12.n_path)
+    paths = [dec.path_rollouts(cfg, o, s, idx, p12.s_values) for s, o in zip(seeds, main)]
+    return dict(cfg=cfg, main=main, decd=decd, clean=clean, paths=paths)
+
+
+def compute(task: str, scale: str, seed: int) -> float:
+    """Computes (or finds cached) everything notebooks 11 and 12 read for one (task, seed); returns seconds spent."""
+    from gvatheory import presets
+    from gvatheory.control import bc
+
     t0 = time.perf_counter()
     if task == PENDULUM:
         bc.run_seeds(presets.notebook("11", scale).cfg, [seed])
-        return time.perf_counter() - t0
-    cfg = presets.locomotion_config(task, scale)
-    main = bc.run_seeds(cfg, [seed])[0]
-    bc.run_seeds(dec.decayed(cfg), [seed])
-    bc.run_seeds(dec.clean(cfg), [seed])
-    p12 = presets.notebook("12", scale)
-    dec.path_rollouts(cfg, main, seed, path_checkpoints(len(cfg.checkpoints), p12.n_path), p12.s_values)
+    else:
+        locomotion_runs(task, scale, [seed])
     return time.perf_counter() - t0
 
 
-def _compute(args):
-    return compute(*args)
+def _demonstrations(tasks, scale: str) -> None:
+    from gvatheory import presets
+    from gvatheory.control import bc
+    from gvatheory.control import decomposition as dec
+
+    for t in sorted(tasks):
+        if t == PENDULUM:
+            bc.demonstrations(presets.notebook("11", scale).cfg)
+        else:
+            cfg = presets.locomotion_config(t, scale)
+            for c in (cfg, dec.decayed(cfg), dec.clean(cfg)):
+                bc.demonstrations(c)
 
 
 def run(tasks, scale: str, seed: int = 0, jobs: int = 1, *, pendulum: bool = True, log=print) -> float:
     """Computes every unit of :func:`units` with ``jobs`` processes (spawned: JAX does not survive a fork), with a
-    progress bar; returns the wall time in seconds. A failing unit raises in this process, naming it."""
+    progress bar; returns the wall time in seconds. A failing unit raises in this process, naming it. The
+    demonstrations the units share are made first, in this process: the cache writes each result through one
+    temporary file name, so two processes computing the same result at once would collide."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -75,6 +102,8 @@ def run(tasks, scale: str, seed: int = 0, jobs: int = 1, *, pendulum: bool = Tru
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     todo = units(tasks, scale, seed, pendulum=pendulum)
     t0 = time.perf_counter()
+    if jobs > 1:  # the demonstrations every seed of a task shares, made here first: two processes must not write one cache file
+        _demonstrations({t for t, _ in todo}, scale)
     bar = tqdm(total=len(todo), desc=f"runs of notebooks 11/12 at scale={scale}, {jobs} at a time")
     if jobs == 1:
         for u in todo:
@@ -82,7 +111,7 @@ def run(tasks, scale: str, seed: int = 0, jobs: int = 1, *, pendulum: bool = Tru
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_compute, (t, scale, s)): (t, s) for t, s in todo}
+            futures = {pool.submit(compute, t, scale, s): (t, s) for t, s in todo}
             for f in as_completed(futures):
                 try:
                     f.result()
