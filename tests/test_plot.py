@@ -46,10 +46,12 @@ def test_panel_count_and_letters():
     probs = plot.audit(fig, "y")
     assert any("6 panels in a main figure" in p for p in probs) and any("no letter" in p for p in probs)
     plot.panel_letters(ax)
+    fig.tight_layout()
     assert plot.audit(fig, "y_details") == [], "a details figure may have more panels"
     fig, ax = plt.subplots(1, 2, figsize=(7, 2.5))
     ax[0].twinx()  # a twin is not a panel
     plot.panel_letters(ax)
+    fig.tight_layout()  # else the twin's right-hand tick labels run into the next panel's (the audit says so)
     assert len(plot.panels(fig)) == 2 and plot.audit(fig, "z") == []
 
 
@@ -78,6 +80,21 @@ def test_figure_legend_counts_and_bar_containers():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["variance", "EMA"]
 
 
+def test_figure_legend_above_a_constrained_layout():
+    """A constrained layout stays one (tight_layout would replace it) and the legend sits above every panel."""
+    fig, ax = plt.subplots(2, 3, figsize=(7, 4), layout="constrained")
+    for a in ax.flat:
+        a.plot([0, 1], [0, 1], label="EMA")
+        a.set(title="return", ylabel="validation loss")
+    plot.panel_letters(ax)
+    leg = plot.figure_legend(fig, ncol=1)
+    fig.canvas.draw()
+    assert fig.get_layout_engine().__class__.__name__ == "ConstrainedLayoutEngine"
+    renderer = fig.canvas.get_renderer()
+    assert leg.get_window_extent(renderer).y0 >= max(a.get_tightbbox(renderer).y1 for a in ax.flat)
+    assert plot.audit(fig, "x_details") == []
+
+
 def test_scientific_tick_labels_and_the_fix():
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.semilogy([1, 2], [1.2, 1.9])  # under a decade: matplotlib labels minor ticks as 1.2×10⁰
@@ -101,6 +118,15 @@ def test_thousands_labels_steps_without_an_offset():
     with pytest.raises(ValueError, match="axis"):
         plot.thousands(ax, axis="z")
     plt.close(fig)
+
+
+def test_a_panel_letter_over_a_title():
+    """The letter sits just above a panel's top-left corner: a centred title as wide as the panel runs into it."""
+    fig, ax = _clean(2)
+    assert plot.audit(fig, "x") == []
+    ax[1].set_title("a centred title that runs wider than its own panel on both sides")
+    probs = plot.audit(fig, "x")
+    assert len(probs) == 1 and probs[0].startswith("text 'b' drawn over 'a centred title"), probs
 
 
 def test_savefig_writes_the_audit(tmp_path):

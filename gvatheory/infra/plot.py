@@ -63,13 +63,18 @@ def panel_letters(axes, *, dx: float = -26, dy: float = 4) -> None:
 
 def figure_legend(fig, *, ncol: int = 4, top: float = 0.93):
     """One legend for the whole figure above its panels: every labelled artist of every panel, each label once
-    (the first artist carrying it); the panels are laid out below ``top`` (a fraction of the height)."""
+    (the first artist carrying it); the panels are laid out below ``top`` (a fraction of the height). A figure made
+    with ``layout="constrained"`` (gaps sized column by column) keeps its layout, the legend placed above it."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
     handles, labels = [], []
     for ax in fig.axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
+    if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        return fig.legend(handles, labels, loc="outside upper center", ncol=ncol)
     fig.tight_layout(rect=(0, 0, 1, top))
     return fig.legend(handles, labels, loc="upper center", ncol=ncol, bbox_to_anchor=(0.5, 1.0))
 
@@ -151,7 +156,8 @@ def audit(fig, name: str) -> list[str]:
     - a figure of several panels without a letter on each (:func:`panel_letters`);
     - a legend entry whose label no drawn artist of the figure carries (a proxy for something never shown,
       or a line whose every point lies outside the panel's limits);
-    - a tick label in scientific notation (``1.65×10⁰``: log-axis clutter).
+    - a tick label in scientific notation (``1.65×10⁰``: log-axis clutter);
+    - text drawn over text (a panel letter over a title, tick labels that run into each other).
     """
     fig.canvas.draw()
     problems = []
@@ -177,7 +183,40 @@ def audit(fig, name: str) -> list[str]:
             if t.get_visible() and "times" in t.get_text():
                 problems.append(f"tick label {t.get_text()!r}: scientific notation on a tick")
                 break
+    problems += _text_over_text(fig)
     return problems
+
+
+def _text_over_text(fig, *, slack: float = 1.5) -> list[str]:
+    """Pairs of drawn texts (titles, labels, tick labels, panel letters, legend entries, annotations) whose boxes
+    overlap by more than ``slack`` points both across and down: a text's box holds blank room above and below its
+    glyphs, so boxes that merely touch are not text drawn over text."""
+    import matplotlib.text as mtext
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    px = fig.dpi / 72  # pixels per point
+    unseen = set()  # visible by their own flag, never drawn: the texts of a hidden axis (a twin's shared one), tick
+    for ax in fig.axes:  # labels the locator placed outside the view limits
+        for axis in (ax.xaxis, ax.yaxis):
+            hidden = not (ax.get_visible() and ax.axison and axis.get_visible())
+            lo, hi = sorted(axis.get_view_interval())
+            eps = 1e-9 * max(1.0, abs(hi - lo))
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if hidden or not lo - eps <= tick.get_loc() <= hi + eps:
+                    unseen.update(map(id, (tick.label1, tick.label2)))
+            if hidden:
+                unseen.update(map(id, (axis.label, axis.get_offset_text())))
+    texts = {id(t): t for t in fig.findobj(mtext.Text)  # (a legend's TextArea wraps one of these: not counted twice)
+             if t.get_visible() and isinstance(t.get_text(), str) and t.get_text().strip() and id(t) not in unseen}
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts.values()]
+    out = []
+    for i, (ta, ba) in enumerate(boxes):
+        for tb, bb in boxes[i + 1:]:
+            both = Bbox.intersection(ba, bb)
+            if both is not None and min(both.width, both.height) > slack * px:
+                out.append(f"text {ta!r} drawn over {tb!r} ({both.width / px:.1f} x {both.height / px:.1f} pt)")
+    return out
 
 
 def savefig(fig, name: str, *, fig_dir, data: dict | None = None, data_dir=None) -> Path:
