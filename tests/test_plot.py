@@ -80,6 +80,18 @@ def test_figure_legend_counts_and_bar_containers():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["variance", "EMA"]
 
 
+def test_a_legend_over_data_points():
+    """Markers under a legend's entries are found; the same legend over an empty corner passes."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.5))
+    x = np.linspace(0, 1, 11)
+    ax.plot(x, x, "o", ms=3, label="rises to the upper right")
+    ax.legend(loc="upper right")
+    probs = plot.audit(fig, "x")
+    assert len(probs) == 1 and probs[0].startswith("the legend of 'axes 0' covers"), probs
+    ax.legend(loc="upper left")
+    assert plot.audit(fig, "x") == []
+
+
 def test_figure_legend_above_a_constrained_layout():
     """A constrained layout stays one (tight_layout would replace it) and the legend sits above every panel."""
     fig, ax = plt.subplots(2, 3, figsize=(7, 4), layout="constrained")

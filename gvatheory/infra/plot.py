@@ -61,14 +61,15 @@ def panel_letters(axes, *, dx: float = -26, dy: float = 4) -> None:
                     fontsize=10, fontweight="bold", ha="right", va="bottom", gid="panel-letter", annotation_clip=False)
 
 
-def figure_legend(fig, *, ncol: int = 4, top: float = 0.93):
-    """One legend for the whole figure above its panels: every labelled artist of every panel, each label once
-    (the first artist carrying it); the panels are laid out below ``top`` (a fraction of the height). A figure made
+def figure_legend(fig, *, ncol: int = 4, top: float = 0.93, axes=None):
+    """One legend for the whole figure above its panels: every labelled artist of every panel (of ``axes`` only, when
+    given: the other panels keep legends of their own), each label once (the first artist carrying it); the panels are
+    laid out below ``top`` (a fraction of the height). A figure made
     with ``layout="constrained"`` (gaps sized column by column) keeps its layout, the legend placed above it."""
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     handles, labels = [], []
-    for ax in fig.axes:
+    for ax in fig.axes if axes is None else np.ravel(axes):
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab not in labels:
                 handles.append(h)
@@ -157,7 +158,8 @@ def audit(fig, name: str) -> list[str]:
     - a legend entry whose label no drawn artist of the figure carries (a proxy for something never shown,
       or a line whose every point lies outside the panel's limits);
     - a tick label in scientific notation (``1.65×10⁰``: log-axis clutter);
-    - text drawn over text (a panel letter over a title, tick labels that run into each other).
+    - text drawn over text (a panel letter over a title, tick labels that run into each other);
+    - a legend inside a panel that covers data points.
     """
     fig.canvas.draw()
     problems = []
@@ -184,6 +186,7 @@ def audit(fig, name: str) -> list[str]:
                 problems.append(f"tick label {t.get_text()!r}: scientific notation on a tick")
                 break
     problems += _text_over_text(fig)
+    problems += _legends_over_data(fig)
     return problems
 
 
@@ -216,6 +219,37 @@ def _text_over_text(fig, *, slack: float = 1.5) -> list[str]:
             both = Bbox.intersection(ba, bb)
             if both is not None and min(both.width, both.height) > slack * px:
                 out.append(f"text {ta!r} drawn over {tb!r} ({both.width / px:.1f} x {both.height / px:.1f} pt)")
+    return out
+
+
+def _legends_over_data(fig) -> list[str]:
+    """The legends inside a panel whose entries (each one's handle and text: the house style draws no frame) cover
+    data: a point of a line (a marker or a vertex of its path) or a scatter's dot, of any panel."""
+    import matplotlib.collections as mcoll
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    pts = []
+    for ax in fig.axes:
+        pts += [ln.get_transform().transform(ln.get_xydata()) for ln in ax.lines if ln.get_visible() and len(ln.get_xydata())]
+        pts += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
+                if isinstance(c, mcoll.PathCollection) and c.get_visible() and len(c.get_offsets())]
+    xy = np.concatenate([np.asarray(p, float).reshape(-1, 2) for p in pts]) if pts else np.zeros((0, 2))
+    out = []
+    for i, ax in enumerate(fig.axes):
+        leg = ax.get_legend()
+        if leg is None or not leg.get_visible():
+            continue
+        entries = []  # each entry: its text's box, stretched left over the handle drawn before it (a handle's own box
+        for t in leg.get_texts():  # is not reliable: a scatter's spans its whole panel)
+            box, px = t.get_window_extent(renderer), fig.dpi / 72 * t.get_fontsize()
+            entries.append(Bbox.from_extents(box.x0 - (leg.handlelength + leg.handletextpad) * px, box.y0, box.x1, box.y1)
+                           .padded(3 * fig.dpi / 72))  # 3 pt: a marker centred just outside still reaches in
+        inside = np.zeros(len(xy), bool)
+        for e in entries:
+            inside |= (xy[:, 0] > e.x0) & (xy[:, 0] < e.x1) & (xy[:, 1] > e.y0) & (xy[:, 1] < e.y1)
+        if inside.any():
+            out.append(f"the legend of {ax.get_title() or f'axes {i}'!r} covers {inside.sum()} data point{'s' if inside.sum() != 1 else ''}")
     return out
 
 
