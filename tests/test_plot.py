@@ -80,6 +80,14 @@ def test_figure_legend_counts_and_bar_containers():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["variance", "EMA"]
 
 
+def test_panel_letters_go_on_after_z():
+    fig, ax = plt.subplots(5, 6, figsize=(7, 7))
+    plot.panel_letters(ax)
+    letters = [t.get_text() for a in ax.flat for t in a.texts if t.get_gid() == "panel-letter"]
+    assert letters[:2] == ["a", "b"] and letters[25:] == ["z", "aa", "ab", "ac", "ad"]
+    assert not any("no letter" in p for p in plot.audit(fig, "x_details"))
+
+
 def test_a_legend_over_data_points():
     """Markers under a legend's entries are found; the same legend over an empty corner passes."""
     fig, ax = plt.subplots(figsize=(3.5, 2.5))

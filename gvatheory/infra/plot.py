@@ -54,9 +54,10 @@ def use_style() -> None:
 
 
 def panel_letters(axes, *, dx: float = -26, dy: float = 4) -> None:
-    """Writes a, b, c, ... just above the top-left corner of each panel (in the order given; ``dx``, ``dy``
-    in points from the corner, left of the y tick labels), tagged for :func:`audit`."""
-    for ax, letter in zip(np.ravel(axes), string.ascii_lowercase):
+    """Writes a, b, c, ... (after z: aa, ab, ...) just above the top-left corner of each panel (in the order given;
+    ``dx``, ``dy`` in points from the corner, left of the y tick labels), tagged for :func:`audit`."""
+    letters = list(string.ascii_lowercase) + [a + b for a in string.ascii_lowercase for b in string.ascii_lowercase]  # z, then aa
+    for ax, letter in zip(np.ravel(axes), letters):
         ax.annotate(letter, xy=(0, 1), xycoords="axes fraction", xytext=(dx, dy), textcoords="offset points",
                     fontsize=10, fontweight="bold", ha="right", va="bottom", gid="panel-letter", annotation_clip=False)
 
