@@ -65,8 +65,8 @@ def panel_letters(axes, *, dx: float = -26, dy: float = 4) -> None:
 def figure_legend(fig, *, ncol: int = 4, top: float = 0.93, axes=None):
     """One legend for the whole figure above its panels: every labelled artist of every panel (of ``axes`` only, when
     given: the other panels keep legends of their own), each label once (the first artist carrying it); the panels are
-    laid out below ``top`` (a fraction of the height). A figure made
-    with ``layout="constrained"`` (gaps sized column by column) keeps its layout, the legend placed above it."""
+    laid out below ``top`` (a fraction of the height). A figure made with ``layout="constrained"`` (gaps sized column
+    by column) keeps its layout, the legend placed above it."""
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     handles, labels = [], []
@@ -243,8 +243,8 @@ def _legends_over_data(fig) -> list[str]:
             continue
         entries = []  # each entry: its text's box, stretched left over the handle drawn before it (a handle's own box
         for t in leg.get_texts():  # is not reliable: a scatter's spans its whole panel)
-            box, px = t.get_window_extent(renderer), fig.dpi / 72 * t.get_fontsize()
-            entries.append(Bbox.from_extents(box.x0 - (leg.handlelength + leg.handletextpad) * px, box.y0, box.x1, box.y1)
+            box, em = t.get_window_extent(renderer), fig.dpi / 72 * t.get_fontsize()  # the font size, in pixels
+            entries.append(Bbox.from_extents(box.x0 - (leg.handlelength + leg.handletextpad) * em, box.y0, box.x1, box.y1)
                            .padded(3 * fig.dpi / 72))  # 3 pt: a marker centred just outside still reaches in
         inside = np.zeros(len(xy), bool)
         for e in entries:
