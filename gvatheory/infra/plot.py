@@ -196,7 +196,6 @@ def _text_over_text(fig, *, slack: float = 1.5) -> list[str]:
     overlap by more than ``slack`` points both across and down: a text's box holds blank room above and below its
     glyphs, so boxes that merely touch are not text drawn over text."""
     import matplotlib.text as mtext
-    from matplotlib.transforms import Bbox
 
     renderer = fig.canvas.get_renderer()
     px = fig.dpi / 72  # pixels per point
@@ -213,14 +212,13 @@ def _text_over_text(fig, *, slack: float = 1.5) -> list[str]:
                 unseen.update(map(id, (axis.label, axis.get_offset_text())))
     texts = {id(t): t for t in fig.findobj(mtext.Text)  # (a legend's TextArea wraps one of these: not counted twice)
              if t.get_visible() and isinstance(t.get_text(), str) and t.get_text().strip() and id(t) not in unseen}
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts.values()]
-    out = []
-    for i, (ta, ba) in enumerate(boxes):
-        for tb, bb in boxes[i + 1:]:
-            both = Bbox.intersection(ba, bb)
-            if both is not None and min(both.width, both.height) > slack * px:
-                out.append(f"text {ta!r} drawn over {tb!r} ({both.width / px:.1f} x {both.height / px:.1f} pt)")
-    return out
+    names = [t.get_text() for t in texts.values()]
+    b = np.array([t.get_window_extent(renderer).extents for t in texts.values()]).reshape(-1, 4)  # x0, y0, x1, y1
+    # every pair at once (a details figure holds hundreds of texts): the overlap across and down, in pixels
+    w = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
+    h = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
+    i, j = np.nonzero(np.triu((w > slack * px) & (h > slack * px), k=1))
+    return [f"text {names[a]!r} drawn over {names[c]!r} ({w[a, c] / px:.1f} x {h[a, c] / px:.1f} pt)" for a, c in zip(i, j)]
 
 
 def _legends_over_data(fig) -> list[str]:
