@@ -5,15 +5,16 @@ import pytest
 from gvatheory import presets
 from gvatheory.control import bc
 from gvatheory.control import decomposition as dec
+from gvatheory.control import locomotion
 from gvatheory.infra import cache, precompute
 
 
 def test_path_checkpoints_spread_evenly_with_both_ends():
-    np.testing.assert_array_equal(precompute.path_checkpoints(51, 5), [0, 12, 25, 38, 50])  # paper: 51 checkpoints
-    np.testing.assert_array_equal(precompute.path_checkpoints(11, 5), [0, 2, 5, 8, 10])  # quick
-    np.testing.assert_array_equal(precompute.path_checkpoints(3, 5), [0, 1, 2])  # fewer checkpoints than path points
+    np.testing.assert_array_equal(locomotion.path_checkpoints(51, 5), [0, 12, 25, 38, 50])  # paper: 51 checkpoints
+    np.testing.assert_array_equal(locomotion.path_checkpoints(11, 5), [0, 2, 5, 8, 10])  # quick
+    np.testing.assert_array_equal(locomotion.path_checkpoints(3, 5), [0, 1, 2])  # fewer checkpoints than path points
     with pytest.raises(ValueError):
-        precompute.path_checkpoints(0, 5)
+        locomotion.path_checkpoints(0, 5)
 
 
 def test_units_are_the_notebooks_seeds_and_bad_tasks_are_refused():
@@ -35,7 +36,7 @@ def test_two_processes_leave_every_run_the_notebooks_read_in_the_cache(tmp_path,
     for c in (cfg, dec.decayed(cfg), dec.clean(cfg)):
         assert all(bc.is_cached(c, s) for s in range(p12.n_seeds)), c
     # the path, under the key notebook 12 asks for: same checkpoints, same s values
-    idx = [int(i) for i in precompute.path_checkpoints(len(cfg.checkpoints), p12.n_path)]
+    idx = [int(i) for i in locomotion.path_checkpoints(len(cfg.checkpoints), p12.n_path)]
     s_values = tuple(float(v) for v in p12.s_values)
     assert all(cache.is_cached(f"path-{task}", cfg, s, idx, s_values, code=dec.__name__) for s in range(p12.n_seeds))
 

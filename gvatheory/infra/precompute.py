@@ -3,8 +3,8 @@
 A notebook computes its seeds one after another in one process, and a locomotion run's rollouts (C MuJoCo, stepped
 from Python) keep one core busy: at paper scale a Walker2d seed of notebook 12 (its main run, the decayed branch, the
 clean-label run and the path) is ~13 minutes of one core. This module computes the same results with ``jobs``
-processes at once — :func:`locomotion_runs` is what notebook 12 itself calls, one seed at a time here — so the
-notebooks then read them from the cache::
+processes at once — :func:`gvatheory.control.locomotion.runs` is what notebook 12 itself calls, one seed at a time
+here — so the notebooks then read them from the cache::
 
     python -m gvatheory.infra.precompute --scale paper --tasks Walker2d-v5 --jobs 2
 
@@ -17,17 +17,7 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
 PENDULUM = "pendulum"  # notebook 11's InvertedDoublePendulum runs, a unit like a locomotion task's
-
-
-def path_checkpoints(n_checkpoints: int, n_path: int) -> np.ndarray:
-    """The indices of the checkpoints whose EMA-to-raw path notebook 12 rolls out: ``n_path`` spread evenly over
-    ``n_checkpoints``, first and last included (fewer when ``n_checkpoints < n_path``)."""
-    if n_checkpoints < 1 or n_path < 1:
-        raise ValueError(f"need n_checkpoints >= 1 and n_path >= 1, got {n_checkpoints}, {n_path}")
-    return np.unique(np.linspace(0, n_checkpoints - 1, n_path).round().astype(int))
 
 
 def units(tasks, scale: str, seed: int = 0, *, pendulum: bool = True) -> list[tuple[str, int]]:
@@ -41,26 +31,6 @@ def units(tasks, scale: str, seed: int = 0, *, pendulum: bool = True) -> list[tu
     return out + [(t, s) for t in names for s in range(seed, seed + p11.loco_seeds)]
 
 
-def locomotion_runs(task: str, scale: str, seeds) -> dict:
-    """Notebook 12's runs of ``task`` at ``scale`` for ``seeds`` (computed, or read from the cache): ``cfg``
-    (:func:`gvatheory.presets.locomotion_config`), ``main`` (constant learning rate, with the long averages; notebook
-    11's runs too), ``decd`` (the learning rate decayed to 0), ``clean`` (clean labels), each a list over the seeds, and
-    ``paths``: the rollouts along the EMA-to-raw path at :func:`path_checkpoints` of each main run."""
-    from gvatheory import presets
-    from gvatheory.control import bc
-    from gvatheory.control import decomposition as dec
-
-    seeds = list(seeds)
-    p12 = presets.notebook("12", scale)
-    cfg = presets.locomotion_config(task, scale)
-    main = bc.run_seeds(cfg, seeds, desc=f"{task}: constant learning rate, long averages")
-    decd = bc.run_seeds(dec.decayed(cfg), seeds, desc=f"{task}: learning rate decayed to 0")
-    clean = bc.run_seeds(dec.clean(cfg), seeds, desc=f"{task}: clean labels")
-    idx = path_checkpoints(len(cfg.checkpoints), p12.n_path)
-    paths = [dec.path_rollouts(cfg, o, s, idx, p12.s_values) for s, o in zip(seeds, main)]
-    return dict(cfg=cfg, main=main, decd=decd, clean=clean, paths=paths)
-
-
 def compute(task: str, scale: str, seed: int) -> float:
     """Computes (or finds cached) everything notebooks 11 and 12 read for one (task, seed); returns seconds spent."""
     from gvatheory import presets
@@ -70,7 +40,9 @@ def compute(task: str, scale: str, seed: int) -> float:
     if task == PENDULUM:
         bc.run_seeds(presets.notebook("11", scale).cfg, [seed])
     else:
-        locomotion_runs(task, scale, [seed])
+        from gvatheory.control import locomotion
+
+        locomotion.runs(task, scale, [seed])
     return time.perf_counter() - t0
 
 
