@@ -80,6 +80,24 @@ def test_figure_legend_counts_and_bar_containers():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["variance", "EMA"]
 
 
+def test_figure_legend_makes_room_for_its_own_rows():
+    """Without ``top`` the panels end just below the legend, however many rows it has and however short the figure."""
+    for n, height in ((2, 2.5), (8, 2.5), (8, 6.0)):
+        fig, ax = plt.subplots(1, 2, figsize=(7, height))
+        for i in range(n):
+            ax[i % 2].plot([0, 1], [0, i], label=f"curve {i}")
+        ax[0].set_title("a title")
+        plot.panel_letters(ax)
+        leg = plot.figure_legend(fig, ncol=4)
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        gap_pt = (leg.get_window_extent(r).y0 - max(a.get_tightbbox(r).y1 for a in fig.axes)) * 72 / fig.dpi
+        assert 1 < gap_pt < 12, (n, height, gap_pt)  # no overlap, and no band of empty space above the panels
+        assert plot.audit(fig, "x") == []
+    with pytest.raises(ValueError):
+        plot.figure_legend(fig, top=1.5)
+
+
 def test_panel_letters_go_on_after_z():
     fig, ax = plt.subplots(5, 6, figsize=(7, 7))
     plot.panel_letters(ax)

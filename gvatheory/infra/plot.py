@@ -62,13 +62,17 @@ def panel_letters(axes, *, dx: float = -26, dy: float = 4) -> None:
                     fontsize=10, fontweight="bold", ha="right", va="bottom", gid="panel-letter", annotation_clip=False)
 
 
-def figure_legend(fig, *, ncol: int = 4, top: float = 0.93, axes=None):
+def figure_legend(fig, *, ncol: int = 4, top: float | None = None, axes=None):
     """One legend for the whole figure above its panels: every labelled artist of every panel (of ``axes`` only, when
-    given: the other panels keep legends of their own), each label once (the first artist carrying it); the panels are
-    laid out below ``top`` (a fraction of the height). A figure made with ``layout="constrained"`` (gaps sized column
-    by column) keeps its layout, the legend placed above it."""
+    given: the other panels keep legends of their own), each label once (the first artist carrying it). The panels are
+    laid out below the legend: below ``top`` (a fraction of the figure's height) when given, else below the legend's
+    own measured height (tight_layout's padding is the gap), so a legend of two rows, or a short figure, needs no
+    hand-tuned number. A figure made with ``layout="constrained"`` (gaps sized column by column) keeps its layout, the
+    legend placed above it."""
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
+    if top is not None and not 0 < top <= 1:
+        raise ValueError(f"top must be in (0, 1], got {top}")
     handles, labels = [], []
     for ax in fig.axes if axes is None else np.ravel(axes):
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -77,8 +81,12 @@ def figure_legend(fig, *, ncol: int = 4, top: float = 0.93, axes=None):
                 labels.append(lab)
     if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
         return fig.legend(handles, labels, loc="outside upper center", ncol=ncol)
+    leg = fig.legend(handles, labels, loc="upper center", ncol=ncol, bbox_to_anchor=(0.5, 1.0))
+    if top is None:
+        height = leg.get_window_extent(fig.canvas.get_renderer()).height  # display units (pixels at fig.dpi)
+        top = 1 - height / fig.bbox.height
     fig.tight_layout(rect=(0, 0, 1, top))
-    return fig.legend(handles, labels, loc="upper center", ncol=ncol, bbox_to_anchor=(0.5, 1.0))
+    return leg
 
 
 def quiet_minor_ticks(*axes) -> None:
