@@ -118,6 +118,38 @@ def test_a_legend_over_data_points():
     assert plot.audit(fig, "x") == []
 
 
+def test_segments_through_a_box_match_dense_sampling():
+    """The slab test against ground truth: a segment passes through the open box iff one of 2,001 points along it is
+    inside (random segments, some ends inside, some axis-parallel)."""
+    from gvatheory.infra.plot import _segments_through
+
+    rng = np.random.default_rng(0)
+    seg = rng.uniform(-1, 2, size=(2000, 2, 2))
+    seg[:400, 1, 0] = seg[:400, 0, 0]  # vertical
+    seg[400:800, 1, 1] = seg[400:800, 0, 1]  # horizontal
+    box = (0.2, 0.3, 0.9, 0.7)
+    t = np.linspace(0, 1, 2001)[None, :, None]
+    p = seg[:, :1] + t * (seg[:, 1:] - seg[:, :1])
+    truth = ((p[..., 0] > box[0]) & (p[..., 0] < box[2]) & (p[..., 1] > box[1]) & (p[..., 1] < box[3])).any(axis=1)
+    got = _segments_through(seg, box)
+    assert 200 < truth.sum() < 1800 and truth[:800].sum() > 50  # both outcomes, axis-parallel ones too
+    # sampling can miss a segment that clips a corner by less than 1/2000 of its length: allow a handful (of ~1000)
+    assert (got & ~truth).sum() <= 5 and not (truth & ~got).any()
+
+
+def test_a_level_line_through_a_legend():
+    """A horizontal line crossing a legend between its two vertices is caught; moved below the legend, it passes."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.5))
+    ax.plot([0, 1], [0, 0.2], label="a rising curve")
+    line = ax.axhline(0.93, color="k", ls="--", label="the expert")  # two vertices, at the panel's edges
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper center")
+    probs = plot.audit(fig, "x")
+    assert len(probs) == 1 and "has a line drawn through" in probs[0], probs
+    line.set_ydata([0.5, 0.5])
+    assert plot.audit(fig, "x") == []
+
+
 def test_figure_legend_above_a_constrained_layout():
     """A constrained layout stays one (tight_layout would replace it) and the legend sits above every panel."""
     fig, ax = plt.subplots(2, 3, figsize=(7, 4), layout="constrained")

@@ -229,16 +229,41 @@ def _text_over_text(fig, *, slack: float = 1.5) -> list[str]:
     return [f"text {names[a]!r} drawn over {names[c]!r} ({w[a, c] / px:.1f} x {h[a, c] / px:.1f} pt)" for a, c in zip(i, j)]
 
 
+def _segments_through(seg, box) -> np.ndarray:
+    """Which of the segments ``seg`` (n x 2 x 2, display coordinates) pass through the open box ``(x0, y0, x1, y1)``:
+    the slab test (Liang–Barsky), so a segment counts even when neither end lies inside."""
+    p, d = seg[:, 0], seg[:, 1] - seg[:, 0]
+    lo, hi = np.zeros(len(seg)), np.ones(len(seg))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k, (a, b) in enumerate(((box[0], box[2]), (box[1], box[3]))):
+            t0, t1 = (a - p[:, k]) / d[:, k], (b - p[:, k]) / d[:, k]
+            flat = d[:, k] == 0  # parallel to this slab: inside it for every t, or never
+            t0, t1 = np.where(flat, np.where((p[:, k] > a) & (p[:, k] < b), -np.inf, np.inf), np.minimum(t0, t1)), \
+                np.where(flat, np.where((p[:, k] > a) & (p[:, k] < b), np.inf, -np.inf), np.maximum(t0, t1))
+            lo, hi = np.maximum(lo, t0), np.minimum(hi, t1)
+    return lo < hi
+
+
 def _legends_over_data(fig) -> list[str]:
     """The legends inside a panel whose entries (each one's handle and text: the house style draws no frame) cover
-    data: a point of a line (a marker or a vertex of its path) or a scatter's dot, of any panel."""
+    data: a point of a line (a marker or a vertex of its path), a scatter's dot, or a drawn segment of a line passing
+    through an entry between two vertices (a level line, a sparse curve), of any panel."""
     import matplotlib.collections as mcoll
     from matplotlib.transforms import Bbox
 
     renderer = fig.canvas.get_renderer()
-    pts = []
+    pts, lines = [], []  # lines: (segments in display coordinates, the box the line is clipped to or None, its reach in pt)
     for ax in fig.axes:
-        pts += [ln.get_transform().transform(ln.get_xydata()) for ln in ax.lines if ln.get_visible() and len(ln.get_xydata())]
+        for ln in ax.lines:
+            if not ln.get_visible() or not len(ln.get_xydata()):
+                continue
+            xy_ln = np.asarray(ln.get_transform().transform(ln.get_xydata()), float).reshape(-1, 2)
+            pts.append(xy_ln)
+            if ln.get_linestyle() not in ("None", "none", "", " ") and len(xy_ln) > 1:
+                seg = np.stack([xy_ln[:-1], xy_ln[1:]], axis=1)
+                seg = seg[np.isfinite(seg).all(axis=(1, 2))]  # a NaN breaks the line: no segment across it
+                clip = ln.get_clip_box() if ln.get_clip_on() else None
+                lines.append((seg, None if clip is None else clip.extents, ln.get_linewidth() / 2 + 1))
         pts += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
                 if isinstance(c, mcoll.PathCollection) and c.get_visible() and len(c.get_offsets())]
     xy = np.concatenate([np.asarray(p, float).reshape(-1, 2) for p in pts]) if pts else np.zeros((0, 2))
@@ -250,13 +275,21 @@ def _legends_over_data(fig) -> list[str]:
         entries = []  # each entry: its text's box, stretched left over the handle drawn before it (a handle's own box
         for t in leg.get_texts():  # is not reliable: a scatter's spans its whole panel)
             box, em = t.get_window_extent(renderer), fig.dpi / 72 * t.get_fontsize()  # the font size, in pixels
-            entries.append(Bbox.from_extents(box.x0 - (leg.handlelength + leg.handletextpad) * em, box.y0, box.x1, box.y1)
-                           .padded(3 * fig.dpi / 72))  # 3 pt: a marker centred just outside still reaches in
+            entries.append(Bbox.from_extents(box.x0 - (leg.handlelength + leg.handletextpad) * em, box.y0, box.x1, box.y1))
         inside = np.zeros(len(xy), bool)
+        crossing = 0
         for e in entries:
-            inside |= (xy[:, 0] > e.x0) & (xy[:, 0] < e.x1) & (xy[:, 1] > e.y0) & (xy[:, 1] < e.y1)
+            m = e.padded(3 * fig.dpi / 72)  # 3 pt: a marker centred just outside still reaches in
+            inside |= (xy[:, 0] > m.x0) & (xy[:, 0] < m.x1) & (xy[:, 1] > m.y0) & (xy[:, 1] < m.y1)
+            for seg, clip, reach in lines:  # a line reaches half its width, and 1 pt, beyond its path
+                b = e.padded(reach * fig.dpi / 72).extents
+                b = b if clip is None else (max(b[0], clip[0]), max(b[1], clip[1]), min(b[2], clip[2]), min(b[3], clip[3]))
+                if b[0] < b[2] and b[1] < b[3]:
+                    crossing += int(_segments_through(seg, b).any())
         if inside.any():
             out.append(f"the legend of {ax.get_title() or f'axes {i}'!r} covers {inside.sum()} data point{'s' if inside.sum() != 1 else ''}")
+        elif crossing:
+            out.append(f"the legend of {ax.get_title() or f'axes {i}'!r} has a line drawn through {crossing} of its entries")
     return out
 
 
