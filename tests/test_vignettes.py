@@ -91,6 +91,26 @@ def test_moments_reach_the_closed_form_stationary_variances():
     np.testing.assert_allclose(mo["ema_var"][-1], ou.stationary_ema_variance(q.lam, q.sigma, lr, d), rtol=1e-6)
 
 
+def test_tuned_constant_ema_follows_the_log_law():
+    """Notebook 03's log law, derived by hand: an EMA of window W >> 1/(ηλ) has variance s²/(2W) (s² = σ²/λ², the
+    iterates' long-run variance) and keeps θ₀² e^{-2T/W} of its start, so the best W is 2T / ln(4Tθ₀²/s²) and
+    T·MSE -> (s²/4)(1 + ln(4Tθ₀²/s²)): it grows like ln T, where tuned decay's T·MSE tends to s². The exact moments,
+    minimised over W on a fine grid, agree within 3% (the law drops O(1/ln T) terms) at T = 4000."""
+    q = ou.QuadraticConfig(lambdas=(0.1,), sigma=1.0, theta0=3.0)
+    lr, T = 0.5, 4000
+    s2 = q.sigma**2 / q.lam[0] ** 2
+    w_star = 2 * T / np.log(4 * T * q.theta0**2 / s2)
+    windows = np.geomspace(w_star / 2, 2 * w_star, 25)
+    mse = []
+    for w in windows:
+        mo = ou.moments(q, np.full(T, lr), averaging.ema(1 - 1 / w).config)
+        mse.append(mo["ema_mean"][-1, 0] ** 2 + mo["ema_var"][-1, 0])
+    mse = np.array(mse)
+    assert 0 < mse.argmin() < len(windows) - 1  # an interior minimum
+    assert mse.min() == pytest.approx(s2 / 4 * (1 + np.log(4 * T * q.theta0**2 / s2)) / T, rel=0.03)
+    assert windows[mse.argmin()] == pytest.approx(w_star, rel=0.1)
+
+
 def test_closed_form_ema_variance_matches_sgd_module():
     """Two independent derivations: the AR(1) series formula and the joint Lyapunov solve."""
     rng = np.random.default_rng(0)
