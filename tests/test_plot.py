@@ -150,6 +150,22 @@ def test_a_level_line_through_a_legend():
     assert plot.audit(fig, "x") == []
 
 
+def test_a_note_over_data_points():
+    """A text written across a diagonal of dots is found; moved to an empty corner, it passes; the panel letter and a
+    label beside a marker-less curve are not notes over data."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.5))
+    x = np.linspace(0, 1, 21)
+    ax.plot(x, x, "o", ms=3)
+    ax.plot(x, 1 - x, "-")
+    note = ax.text(0.5, 0.5, "over the dots", ha="center", va="center")
+    ax.text(0.1, 0.9, "on the curve", ha="left", va="center")  # no markers on that line: a label, not a cover
+    plot.panel_letters([ax])
+    probs = plot.audit(fig, "x")
+    assert probs == ["the note 'over the dots' in 'axes 0' is written over 1 data point"], probs
+    note.set_position((0.8, 0.1))
+    assert plot.audit(fig, "x") == []
+
+
 def test_figure_legend_above_a_constrained_layout():
     """A constrained layout stays one (tight_layout would replace it) and the legend sits above every panel."""
     fig, ax = plt.subplots(2, 3, figsize=(7, 4), layout="constrained")

@@ -168,7 +168,8 @@ def audit(fig, name: str) -> list[str]:
       or a line whose every point lies outside the panel's limits);
     - a tick label in scientific notation (``1.65×10⁰``: log-axis clutter);
     - text drawn over text (a panel letter over a title, tick labels that run into each other);
-    - a legend inside a panel that covers data points.
+    - a legend inside a panel that covers data points or has a line drawn through it;
+    - a note written in a panel (a text, an annotation) over the panel's markers or scatter dots.
     """
     fig.canvas.draw()
     problems = []
@@ -196,6 +197,7 @@ def audit(fig, name: str) -> list[str]:
                 break
     problems += _text_over_text(fig)
     problems += _legends_over_data(fig)
+    problems += _notes_over_data(fig)
     return problems
 
 
@@ -290,6 +292,35 @@ def _legends_over_data(fig) -> list[str]:
             out.append(f"the legend of {ax.get_title() or f'axes {i}'!r} covers {inside.sum()} data point{'s' if inside.sum() != 1 else ''}")
         elif crossing:
             out.append(f"the legend of {ax.get_title() or f'axes {i}'!r} has a line drawn through {crossing} of its entries")
+    return out
+
+
+def _notes_over_data(fig) -> list[str]:
+    """The notes written inside a panel (``ax.text``, ``ax.annotate``; not its letter) whose box, less 1 pt of the blank
+    room a text's box holds, contains the centre of one of the panel's markers or scatter dots inside its view. A
+    marker-less line is not counted: a label is often meant to sit on the curve it names."""
+    import matplotlib.collections as mcoll
+
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for i, ax in enumerate(fig.axes):
+        notes = [t for t in ax.texts if t.get_visible() and t.get_text().strip() and t.get_gid() != "panel-letter"]
+        if not notes:
+            continue
+        pts = [ln.get_transform().transform(ln.get_xydata()) for ln in ax.lines
+               if ln.get_visible() and ln.get_marker() not in (None, "", " ", "None", "none") and len(ln.get_xydata())]
+        pts += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
+                if isinstance(c, mcoll.PathCollection) and c.get_visible() and len(c.get_offsets())]
+        if not pts:
+            continue
+        xy = np.concatenate([np.asarray(p, float).reshape(-1, 2) for p in pts])
+        view = ax.bbox
+        xy = xy[(xy[:, 0] >= view.x0) & (xy[:, 0] <= view.x1) & (xy[:, 1] >= view.y0) & (xy[:, 1] <= view.y1)]
+        for t in notes:
+            b = t.get_window_extent(renderer).padded(-1 * fig.dpi / 72)
+            n = int(((xy[:, 0] > b.x0) & (xy[:, 0] < b.x1) & (xy[:, 1] > b.y0) & (xy[:, 1] < b.y1)).sum())
+            if n:
+                out.append(f"the note {t.get_text()!r} in {ax.get_title() or f'axes {i}'!r} is written over {n} data point{'s' if n != 1 else ''}")
     return out
 
 
