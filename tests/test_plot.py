@@ -166,6 +166,24 @@ def test_a_note_over_data_points():
     assert plot.audit(fig, "x") == []
 
 
+def test_label_points_keeps_crowded_labels_apart():
+    """Five labels on five points bunched in a corner of a line plot: written at the audit's standard (no text over
+    text, no note over a marker), each within 20 pt of its point; a length mismatch is refused."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.5))
+    xy = np.array([(1.0, 1.0), (1.1, 1.05), (1.15, 0.95), (1.3, 1.0), (1.25, 1.1)])
+    ax.plot(xy[:, 0], xy[:, 1], "o-", ms=4)
+    ax.set(xlim=(0, 2), ylim=(0, 2))
+    notes = plot.label_points(ax, xy, [f"point {i}" for i in range(5)])
+    assert plot.audit(fig, "x") == []
+    r = fig.canvas.get_renderer()
+    for n, p in zip(notes, ax.transData.transform(xy)):
+        b = n.get_window_extent(r)
+        dist = np.hypot(max(b.x0 - p[0], 0, p[0] - b.x1), max(b.y0 - p[1], 0, p[1] - b.y1)) * 72 / fig.dpi
+        assert dist < 20, (n.get_text(), dist)
+    with pytest.raises(ValueError):
+        plot.label_points(ax, xy, ["one"])
+
+
 def test_figure_legend_above_a_constrained_layout():
     """A constrained layout stays one (tight_layout would replace it) and the legend sits above every panel."""
     fig, ax = plt.subplots(2, 3, figsize=(7, 4), layout="constrained")

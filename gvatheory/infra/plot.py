@@ -113,6 +113,62 @@ def thousands(*axes, axis: str = "x") -> None:
         getattr(ax, f"{axis}axis").set_major_formatter(lambda x, _: f"{x / 1000:g}k")
 
 
+def label_points(ax, xy, texts, *, fontsize: float = 8, gap: float = 3.0) -> list:
+    """Writes ``texts[i]`` next to the data point ``xy[i]`` of ``ax``, each at the first of eight places around its
+    point (right-above, right-below, left-above, left-below, above, below, right, left; ``gap`` points away, then 3 and
+    5 times as far) where it covers no marker, scatter dot or drawn line (curves, error bars) of the panel, no label
+    placed before it, and stays inside the panel; where none is free, the place covering the fewest. Call it once the figure's layout is final (after :func:`figure_legend` or
+    ``tight_layout``): places are measured on the drawn figure. Returns the annotations."""
+    import matplotlib.collections as mcoll
+
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    if len(xy) != len(texts):
+        raise ValueError(f"{len(xy)} points for {len(texts)} labels")
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    marks = [ln.get_transform().transform(ln.get_xydata()) for ln in ax.lines
+             if ln.get_visible() and ln.get_marker() not in (None, "", " ", "None", "none") and len(ln.get_xydata())]
+    marks += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
+              if isinstance(c, mcoll.PathCollection) and c.get_visible() and len(c.get_offsets())]
+    marks = np.concatenate([np.asarray(m, float).reshape(-1, 2) for m in marks]) if marks else np.zeros((0, 2))
+    segs = []  # the panel's drawn line segments (curves, error bars), display coordinates
+    for ln in ax.lines:
+        if ln.get_visible() and ln.get_linestyle() not in ("None", "none", "", " ") and len(ln.get_xydata()) > 1:
+            p_ = np.asarray(ln.get_transform().transform(ln.get_xydata()), float)
+            segs.append(np.stack([p_[:-1], p_[1:]], axis=1))
+    for c in ax.collections:
+        if isinstance(c, mcoll.LineCollection) and c.get_visible():
+            segs += [np.stack([q[:-1], q[1:]], axis=1) for q in (np.asarray(c.get_transform().transform(v), float) for v in c.get_segments()) if len(q) > 1]
+    segs = np.concatenate(segs) if segs else np.zeros((0, 2, 2))
+    segs = segs[np.isfinite(segs).all(axis=(1, 2))]
+    places = [((k * gap * dx, k * gap * dy), ha, va) for k in (1, 3, 5)  # nearest first, then further out
+              for (dx, dy), ha, va in (((1, 1), "left", "bottom"), ((1, -1), "left", "top"), ((-1, 1), "right", "bottom"),
+                                       ((-1, -1), "right", "top"), ((0, 2), "center", "bottom"), ((0, -2), "center", "top"),
+                                       ((2, 0), "left", "center"), ((-2, 0), "right", "center"))]
+    view, taken, out = ax.bbox, [], []
+    for p, text in zip(xy, texts):
+        best = None
+        for off, ha, va in places:
+            a = ax.annotate(text, p, textcoords="offset points", xytext=off, ha=ha, va=va, fontsize=fontsize)
+            b = a.get_window_extent(renderer)
+            inner = b.padded(-1 * fig.dpi / 72)  # a text's box holds blank room: a dot at its very edge is clear
+            cost = int(((marks[:, 0] > inner.x0) & (marks[:, 0] < inner.x1) & (marks[:, 1] > inner.y0) & (marks[:, 1] < inner.y1)).sum())
+            cost += int(_segments_through(segs, inner.extents).sum()) if len(segs) else 0
+            cost += 10 * sum(b.overlaps(t) for t in taken) + 10 * (b.x0 < view.x0 or b.x1 > view.x1 or b.y0 < view.y0 or b.y1 > view.y1)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, a, b)
+            else:
+                a.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+        out.append(best[1])
+    return out
+
+
 def panels(fig) -> list:
     """The figure's panels: visible axes that are neither colour bars, insets nor twins of another panel."""
     out = []
