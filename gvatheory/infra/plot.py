@@ -304,13 +304,16 @@ def _segments_through(seg, box) -> np.ndarray:
 
 def _legends_over_data(fig) -> list[str]:
     """The legends inside a panel whose entries (each one's handle and text: the house style draws no frame) cover
-    data: a point of a line (a marker or a vertex of its path), a scatter's dot, or a drawn segment of a line passing
-    through an entry between two vertices (a level line, a sparse curve), of any panel."""
+    data: a point of a line (a marker or a vertex of its path), a scatter's dot, a drawn segment of a line passing
+    through an entry between two vertices (a level line, a sparse curve), or a bar or histogram (its outline through an
+    entry, or an entry drawn on its filled inside), of any panel."""
     import matplotlib.collections as mcoll
     from matplotlib.transforms import Bbox
 
+    from matplotlib.path import Path as MplPath
+
     renderer = fig.canvas.get_renderer()
-    pts, lines = [], []  # lines: (segments in display coordinates, the box the line is clipped to or None, its reach in pt)
+    pts, lines, areas = [], [], []  # lines: (segments in display coordinates, the box the line is clipped to or None, its reach in pt)
     for ax in fig.axes:
         for ln in ax.lines:
             if not ln.get_visible() or not len(ln.get_xydata()):
@@ -324,6 +327,15 @@ def _legends_over_data(fig) -> list[str]:
                 lines.append((seg, None if clip is None else clip.extents, ln.get_linewidth() / 2 + 1))
         pts += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
                 if isinstance(c, mcoll.PathCollection) and c.get_visible() and len(c.get_offsets())]
+        for pa in ax.patches:  # bars and histograms: their outlines as segments, their filled insides as areas
+            if not pa.get_visible():
+                continue
+            clip = pa.get_clip_box() if pa.get_clip_on() else None
+            for poly in pa.get_path().to_polygons(pa.get_transform(), closed_only=False):
+                if len(poly) > 1 and (pa.get_linewidth() > 0 and pa.get_edgecolor()[3] > 0):
+                    lines.append((np.stack([poly[:-1], poly[1:]], axis=1), None if clip is None else clip.extents, pa.get_linewidth() / 2 + 1))
+                if pa.get_fill() and pa.get_facecolor()[3] > 0 and len(poly) > 2:
+                    areas.append(MplPath(poly))
     xy = np.concatenate([np.asarray(p, float).reshape(-1, 2) for p in pts]) if pts else np.zeros((0, 2))
     out = []
     for i, ax in enumerate(fig.axes):
@@ -344,10 +356,12 @@ def _legends_over_data(fig) -> list[str]:
                 b = b if clip is None else (max(b[0], clip[0]), max(b[1], clip[1]), min(b[2], clip[2]), min(b[3], clip[3]))
                 if b[0] < b[2] and b[1] < b[3]:
                     crossing += int(_segments_through(seg, b).any())
+            probe = [(e.x0, e.y0), (e.x1, e.y0), (e.x0, e.y1), (e.x1, e.y1), ((e.x0 + e.x1) / 2, (e.y0 + e.y1) / 2)]
+            crossing += int(any(a.contains_points(probe).any() for a in areas))  # an entry drawn on a filled bar
         if inside.any():
             out.append(f"the legend of {ax.get_title() or f'axes {i}'!r} covers {inside.sum()} data point{'s' if inside.sum() != 1 else ''}")
         elif crossing:
-            out.append(f"the legend of {ax.get_title() or f'axes {i}'!r} has a line drawn through {crossing} of its entries")
+            out.append(f"the legend of {ax.get_title() or f'axes {i}'!r} has a line or bar drawn through {crossing} of its entries")
     return out
 
 
