@@ -224,7 +224,7 @@ def audit(fig, name: str) -> list[str]:
       or a line whose every point lies outside the panel's limits);
     - a tick label in scientific notation (``1.65×10⁰``: log-axis clutter);
     - text drawn over text (a panel letter over a title, tick labels that run into each other);
-    - a legend inside a panel that covers data points or has a line drawn through it;
+    - a legend inside a panel that covers data points, or has a line, a bar or a histogram drawn through it;
     - a note written in a panel (a text, an annotation) over the panel's markers or scatter dots.
     """
     fig.canvas.draw()
