@@ -41,7 +41,7 @@ def _run(nb, root, cache, monkeypatch):
     audits = {p.stem: json.loads((dat / f"{p.stem}.audit.json").read_text()) for p in pngs if (dat / f"{p.stem}.audit.json").exists()}
     assert audits.keys() == {p.stem for p in pngs}, "every figure goes through plot.savefig (which audits it)"
     bad = {k: a["problems"] for k, a in audits.items() if a["problems"]}
-    assert not bad, f"figure hygiene (gvatheory.infra.plot.audit): {bad}"
+    assert not bad, f"figure hygiene (gvatheory.infra.audit): {bad}"
     data = {p.name: dict(np.load(p)) for p in sorted(dat.glob(f"{nb.name[:2]}_*.npz"))}
     assert data, "the notebook saved none of the numbers it plots"
     for name, arrays in data.items():

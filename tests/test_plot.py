@@ -121,7 +121,7 @@ def test_a_legend_over_data_points():
 def test_segments_through_a_box_match_dense_sampling():
     """The slab test against ground truth: a segment passes through the open box iff one of 2,001 points along it is
     inside (random segments, some ends inside, some axis-parallel)."""
-    from gvatheory.infra.plot import _segments_through
+    from gvatheory.infra.audit import segments_through as _segments_through
 
     rng = np.random.default_rng(0)
     seg = rng.uniform(-1, 2, size=(2000, 2, 2))
