@@ -121,7 +121,7 @@ def test_a_legend_over_data_points():
 def test_segments_through_a_box_match_dense_sampling():
     """The slab test against ground truth: a segment passes through the open box iff one of 2,001 points along it is
     inside (random segments, some ends inside, some axis-parallel)."""
-    from gvatheory.infra.audit import segments_through as _segments_through
+    from gvatheory.infra.audit import segments_through
 
     rng = np.random.default_rng(0)
     seg = rng.uniform(-1, 2, size=(2000, 2, 2))
@@ -131,7 +131,7 @@ def test_segments_through_a_box_match_dense_sampling():
     t = np.linspace(0, 1, 2001)[None, :, None]
     p = seg[:, :1] + t * (seg[:, 1:] - seg[:, :1])
     truth = ((p[..., 0] > box[0]) & (p[..., 0] < box[2]) & (p[..., 1] > box[1]) & (p[..., 1] < box[3])).any(axis=1)
-    got = _segments_through(seg, box)
+    got = segments_through(seg, box)
     assert 200 < truth.sum() < 1800 and truth[:800].sum() > 50  # both outcomes, axis-parallel ones too
     # sampling can miss a segment that clips a corner by less than 1/2000 of its length: allow a handful (of ~1000)
     assert (got & ~truth).sum() <= 5 and not (truth & ~got).any()

@@ -11,9 +11,7 @@ import numpy as np
 TEXT_WIDTH = 7.0  # inches: a page's text width; a wider figure is printed scaled down to it
 MIN_FONT = 8.0  # points, at the printed size
 MAX_PANELS = 4  # in a main figure; a figure named ``*_details`` may have more
-
-
-NO_LINE = ("None", "none", "", " ")
+NO_LINE = ("None", "none", "", " ")  # matplotlib's spellings of "no line" (and of "no marker")
 
 
 def data_marks(ax, *, every_vertex: bool = False) -> np.ndarray:
@@ -105,7 +103,7 @@ def audit(fig, name: str) -> list[str]:
     - text smaller than ``MIN_FONT`` points once the figure is printed at ``TEXT_WIDTH`` inches (wider
       figures shrink; narrower ones print at their size);
     - a main figure (a name not ending in ``_details``) with more than ``MAX_PANELS`` panels;
-    - a figure of several panels without a letter on each (:func:`panel_letters`);
+    - a figure of several panels without a letter on each (:func:`gvatheory.infra.plot.panel_letters`);
     - a legend entry whose label no drawn artist of the figure carries (a proxy for something never shown,
       or a line whose every point lies outside the panel's limits);
     - a tick label in scientific notation (``1.65×10⁰``: log-axis clutter);

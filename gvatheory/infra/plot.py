@@ -23,6 +23,7 @@ LABELS = {"raw": "raw iterate", "ema": "EMA", "bema": "BEMA", "decay": "LR decay
 # everything else (systems, arms, directions, sizes): colours that never stand for raw / EMA / BEMA / expert
 PALETTE = ["#1f78b4", "#a6761d", "#66a61e", "#e6ab02", "#a6cee3", "#fb9a99", "#666666", "#b15928"]
 
+
 def use_style() -> None:
     """Sets matplotlib's rcParams for every figure of the repository (call once per notebook)."""
     import matplotlib as mpl
